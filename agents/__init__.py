@@ -1,0 +1,1 @@
+"""Agents: policies that choose rotations and glimpses, using seq-JEPA representations."""

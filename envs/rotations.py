@@ -1,0 +1,60 @@
+"""Quaternion helpers (x, y, z, w, as scipy and pybullet), for the env's per-step hot path.
+
+scipy's Rotation is the reference and is used for everything that is not per step (sampling,
+Euler angles). On the per-step path a Rotation object costs ~10-20 us per construction; these
+few numpy functions do the same products in ~2 us, which matters when a 64 px render takes
+~400 us. tests/test_rotations.py checks each one against scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b (the rotation b, then a), as scipy's ``R(a) * R(b)``."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
+
+
+def quat_inv(q: np.ndarray) -> np.ndarray:
+    """Inverse of a unit quaternion (its conjugate)."""
+    return np.array([-q[0], -q[1], -q[2], q[3]])
+
+
+def canonical(q: np.ndarray) -> np.ndarray:
+    """Unit length and sign w >= 0 (q and -q are the same rotation; CONVENTIONS.md)."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def rotvec_to_quat(v: np.ndarray) -> np.ndarray:
+    """The quaternion of a rotation vector (axis * angle in radians), as scipy's from_rotvec."""
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return IDENTITY.copy()
+    s = np.sin(angle / 2) / angle
+    return np.array([v[0] * s, v[1] * s, v[2] * s, np.cos(angle / 2)])
+
+
+def euler_xyz(q: np.ndarray) -> np.ndarray:
+    """Extrinsic "xyz" Euler angles in radians (3DIEBench's latent convention)."""
+    return Rotation.from_quat(q).as_euler("xyz")
+
+
+def geodesic_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees of the rotation between unit quaternions a and b (CONVENTIONS.md)."""
+    a = np.asarray(a, float) / np.linalg.norm(a)
+    return float(np.degrees(2 * np.arccos(np.clip(abs(np.dot(a, b)), 0.0, 1.0))))
