@@ -45,7 +45,7 @@ PALETTE: tuple[tuple[float, float, float], ...] = (
 
 @dataclass(frozen=True)
 class Part:
-    """One rigid, single-coloured piece of an object: a triangle mesh and an RGB colour in [0, 1]."""
+    """One rigid, single-coloured piece of an object: a triangle mesh and an RGB colour in [0,1]."""
 
     vertices: np.ndarray  # (n, 3) float64
     faces: np.ndarray  # (m, 3) int64, indices into vertices
@@ -76,7 +76,7 @@ def split_of(seed: int, category: str, instance: int) -> str:
     digest = hashlib.blake2b(f"{seed}:{category}:{instance}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "little") / 2**64
     edge = 0.0
-    for name, fraction in zip(SPLITS, SPLIT_FRACTIONS):
+    for name, fraction in zip(SPLITS, SPLIT_FRACTIONS, strict=True):
         edge += fraction
         if u < edge:
             return name
@@ -127,7 +127,7 @@ class Catalog(ABC):
     def _build_parts(self, category: str, instance: int) -> list[Part]:
         """The raw (not yet normalised) parts of one instance."""
 
-    # -- shared behaviour -------------------------------------------------------------------------
+    # -- shared behaviour
 
     @cached_property
     def _category_index(self) -> dict[str, int]:

@@ -203,7 +203,7 @@ class MeshFolderCatalog(FileCatalog):
         files = {c: [self._inside_root(f) for f in fs] for c, fs in layouts[layout]().items()}
         if not any(files.values()):
             raise ValueError(
-                f"no mesh files ({', '.join(MESH_SUFFIXES)}) found under {self.root} ({layout} layout)"
+                f"no mesh files ({', '.join(MESH_SUFFIXES)}) under {self.root} ({layout} layout)"
             )
         super().__init__(files, **kwargs)
 

@@ -26,7 +26,7 @@ Builder = Callable[[np.random.Generator], list[tuple[trimesh.Trimesh, int]]]
 SECTIONS = 16
 
 
-# -- primitives -------------------------------------------------------------------------------------
+# -- primitives
 
 
 def _placed(mesh: trimesh.Trimesh, at, rotvec=None) -> trimesh.Trimesh:
@@ -70,7 +70,7 @@ def torus(major, minor, at=(0, 0, 0), axis="z") -> trimesh.Trimesh:
     return _placed(mesh, at, _AXIS_TO_ROTVEC[axis])
 
 
-# -- categories -------------------------------------------------------------------------------------
+# -- categories
 
 
 def airplane(rng: np.random.Generator):
@@ -378,7 +378,7 @@ class ProceduralCatalog(Catalog):
         pieces = BUILDERS[category](rng)
         roles = sorted({role for _, role in pieces})
         colours = rng.choice(len(PALETTE), size=len(roles), replace=False)
-        colour_of = {role: PALETTE[int(c)] for role, c in zip(roles, colours)}
+        colour_of = {role: PALETTE[int(c)] for role, c in zip(roles, colours, strict=True)}
         # Parts of one role share a colour, so they merge into one mesh: fewer shapes to load.
         return [
             Part(

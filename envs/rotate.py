@@ -8,7 +8,7 @@ step t is the command that produced view t (identity after reset).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -59,7 +59,7 @@ class RotateEnv(gym.Env):
         max_loaded_faces: face budget before the renderer is recycled (bounds memory).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -137,7 +137,7 @@ class RotateEnv(gym.Env):
         self._initial = IDENTITY.copy()
         self._lighting = Lighting()
 
-    # -- Gymnasium API ------------------------------------------------------------------------------
+    # -- Gymnasium API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -194,14 +194,14 @@ class RotateEnv(gym.Env):
             self._scene.close()
             self._scene = None
 
-    # -- pickling: the BulletClient stays behind and is re-created lazily ---------------------------
+    # -- pickling: the BulletClient stays behind and is re-created lazily
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_scene"] = None
         return state
 
-    # -- internals ----------------------------------------------------------------------------------
+    # -- internals
 
     @property
     def scene(self) -> Scene:

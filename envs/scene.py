@@ -116,7 +116,7 @@ class Scene:
         self._client: BulletClient | None = None
         self._connect()
 
-    # -- client lifecycle ---------------------------------------------------------------------------
+    # -- client lifecycle
 
     def _connect(self) -> None:
         self._client = BulletClient(connection_mode=p.DIRECT)
@@ -171,7 +171,7 @@ class Scene:
         """Faces of the shapes the current client holds (what max_loaded_faces bounds)."""
         return self._faces
 
-    # -- objects ------------------------------------------------------------------------------------
+    # -- objects
 
     def show(self, key: tuple, build: Callable[[], Sequence[Part]]) -> None:
         """Make the object ``key`` the visible one, building and loading it on first use."""
@@ -227,12 +227,12 @@ class Scene:
         )
 
     def _set_colours(self, loaded: _Loaded, hidden: bool) -> None:
-        for link, colour in zip(loaded.links, loaded.colours):
+        for link, colour in zip(loaded.links, loaded.colours, strict=True):
             self._client.changeVisualShape(
                 loaded.body, link, rgbaColor=_HIDDEN if hidden else colour
             )
 
-    # -- rendering ----------------------------------------------------------------------------------
+    # -- rendering
 
     def render(
         self,
