@@ -16,7 +16,15 @@ from gymnasium import spaces
 from scipy.spatial.transform import Rotation
 
 from assets import Catalog, ObjectSpec, make_catalog
-from envs.rotations import IDENTITY, canonical, euler_xyz, quat_inv, quat_mul, rotvec_to_quat
+from envs.rotations import (
+    IDENTITY,
+    canonical,
+    conjugate_by,
+    euler_xyz,
+    quat_inv,
+    quat_mul,
+    rotvec_to_quat,
+)
 from envs.scene import CAMERA_TO_WORLD, Lighting, Scene
 
 ACTION_MODES = ("relative", "discrete", "absolute")
@@ -24,8 +32,6 @@ ACTION_FRAMES = ("camera", "object")
 INITIAL_ORIENTATIONS = ("uniform", "3diebench", "identity")
 LATENT_RESAMPLING = ("episode", "step")
 RESET_OPTIONS = ("category", "instance", "orientation")
-_CAMERA_QUAT = Rotation.from_matrix(CAMERA_TO_WORLD).as_quat()
-_CAMERA_QUAT_INV = quat_inv(_CAMERA_QUAT)
 # Discrete actions: +-step about the action frame's x, y and z axes, in this order.
 _DISCRETE_AXES = np.array(
     [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float
@@ -134,8 +140,9 @@ class RotateEnv(gym.Env):
         self._scene: Scene | None = None
         self._spec: ObjectSpec | None = None
         self._orientation = IDENTITY.copy()
-        self._initial = IDENTITY.copy()
+        self._initial_inv = IDENTITY.copy()
         self._lighting = Lighting()
+        self._latents = np.full(7, np.nan, dtype=np.float32)
 
     # -- Gymnasium API
 
@@ -154,11 +161,13 @@ class RotateEnv(gym.Env):
         else:
             self._spec = self.catalog.sample(self.np_random, self.split, options.get("category"))
         if "orientation" in options:
-            self._orientation = _unit_quat(options["orientation"], "reset option 'orientation'")
+            self._orientation = canonical(
+                _unit_quat(options["orientation"], "option 'orientation'")
+            )
         else:
-            self._orientation = self._sample_orientation()
-        self._initial = self._orientation.copy()
-        self._lighting = self._sample_lighting()
+            self._orientation = canonical(self._sample_orientation())
+        self._initial_inv = quat_inv(self._orientation)
+        self._set_lighting(self._sample_lighting())
         observation = self._observe(IDENTITY)
         return observation, self._info(IDENTITY, IDENTITY)
 
@@ -173,13 +182,12 @@ class RotateEnv(gym.Env):
             )
         previous = self._orientation
         if self.action_frame == "camera":
-            world = quat_mul(quat_mul(_CAMERA_QUAT, executed), _CAMERA_QUAT_INV)
-            orientation = quat_mul(world, previous)
+            orientation = quat_mul(conjugate_by(CAMERA_TO_WORLD, executed), previous)
         else:
             orientation = quat_mul(previous, executed)
-        self._orientation = orientation / np.linalg.norm(orientation)  # no drift off SO(3)
+        self._orientation = canonical(orientation)  # renormalised: no drift off SO(3)
         if self.latents == "step":
-            self._lighting = self._sample_lighting()
+            self._set_lighting(self._sample_lighting())
         rel = quat_mul(quat_inv(previous), self._orientation)
         observation = self._observe(command)
         return observation, 0.0, False, False, self._info(rel, executed)
@@ -228,8 +236,7 @@ class RotateEnv(gym.Env):
         target = _unit_quat(a, "absolute action")
         current = self._orientation
         if self.action_frame == "camera":
-            world = quat_mul(target, quat_inv(current))
-            return canonical(quat_mul(quat_mul(_CAMERA_QUAT_INV, world), _CAMERA_QUAT))
+            return canonical(conjugate_by(CAMERA_TO_WORLD.T, quat_mul(target, quat_inv(current))))
         return canonical(quat_mul(quat_inv(current), target))
 
     def _sample_orientation(self) -> np.ndarray:
@@ -249,6 +256,10 @@ class RotateEnv(gym.Env):
             light_hue=float(rng.uniform()) if self.random_light_hue else None,
         )
 
+    def _set_lighting(self, lighting: Lighting) -> None:
+        self._lighting = lighting
+        self._latents[3:] = lighting.as_array()
+
     def _render(self, size: int | None = None) -> dict[str, np.ndarray]:
         spec, catalog = self._spec, self.catalog
         self.scene.show(spec.key, lambda: catalog.build(spec))
@@ -261,17 +272,16 @@ class RotateEnv(gym.Env):
 
     def _info(self, rel: np.ndarray, executed: np.ndarray) -> dict[str, Any]:
         spec = self._spec
-        latents = np.empty(7, dtype=np.float32)
+        latents = self._latents.copy()
         latents[:3] = euler_xyz(self._orientation)
-        latents[3:] = self._lighting.as_array()
         return {
             "category": spec.category_index,
             "category_name": spec.category,
             "instance": spec.instance,
             "split": spec.split,
-            "orientation": canonical(self._orientation),
+            "orientation": self._orientation.copy(),
             "rel_quat": canonical(rel),
-            "path_quat": canonical(quat_mul(quat_inv(self._initial), self._orientation)),
+            "path_quat": canonical(quat_mul(self._initial_inv, self._orientation)),
             "executed_quat": canonical(executed),
             "latents": latents,
         }

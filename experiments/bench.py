@@ -1,0 +1,200 @@
+"""`seqjepa-gym bench`: throughput and memory figures of the environments, printed as Markdown.
+
+Every ratio is measured side by side in one run: env steps and bare renders of the same object
+alternate in blocks, and medians over blocks are reported, so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import psutil
+from tqdm import tqdm
+
+import envs  # noqa: F401  (registers the ids gym.make_vec uses)
+from assets import ProceduralCatalog
+from envs.rotate import RotateEnv
+
+
+@dataclass
+class BenchConfig:
+    """What `seqjepa-gym bench` measures."""
+
+    sizes: tuple[int, ...] = (64, 128)
+    """Image sides (pixels) for the Rotate-v0 figures."""
+    steps: int = 300
+    """Steps per timed block."""
+    blocks: int = 5
+    """Timed blocks per figure; medians over blocks are reported."""
+    vector_steps: int = 1500
+    """Batched steps for the 1-env vs 2-worker async comparison."""
+    memory_instances: int = 1500
+    """Distinct procedural instances loaded for the memory-bound figure."""
+    out: str = "runs/bench"
+    """Folder for the JSON record of the run."""
+
+
+def _rate(fn: Callable[[Any], Any], inputs: list) -> float:
+    """Calls per second of ``fn`` over ``inputs``."""
+    start = time.perf_counter()
+    for x in inputs:
+        fn(x)
+    return len(inputs) / (time.perf_counter() - start)
+
+
+def bench_env_vs_bare(size: int, floor: bool, cfg: BenchConfig) -> dict:
+    """Env steps/s and bare getCameraImage/s for one instance of every procedural category."""
+    catalog = ProceduralCatalog()
+    rows = []
+    for category in tqdm(catalog.categories, desc=f"{size}px floor={floor}", leave=False):
+        instance = next(catalog.instances(category, "train"))
+        env = RotateEnv(image_size=size, floor=floor)
+        env.reset(seed=0, options={"category": category, "instance": instance})
+        actions = [env.action_space.sample() for _ in range(cfg.steps)]
+        scene = env.scene
+        args = scene.camera_args(env._lighting, size)
+        client, body = scene.client, scene.body
+        quats = [env.step(a)[4]["orientation"] for a in actions]  # warm-up and poses to replay
+        env_rates, bare_rates = [], []
+        for _ in range(cfg.blocks):
+            env_rates.append(_rate(lambda a, env=env: env.step(a), actions))
+
+            def bare(q, client=client, body=body, args=args) -> None:
+                client.resetBasePositionAndOrientation(body, [0, 0, 0], q)
+                client.getCameraImage(**args)
+
+            bare_rates.append(_rate(bare, quats))
+        env.close()
+        env_rate, bare_rate = float(np.median(env_rates)), float(np.median(bare_rates))
+        ratios = np.array(env_rates) / np.array(bare_rates)
+        rows.append(
+            {
+                "category": category,
+                "instance": instance,
+                "faces": sum(len(p.faces) for p in catalog.build(catalog.spec(category, instance))),
+                "env_steps_per_s": env_rate,
+                "bare_renders_per_s": bare_rate,
+                "ratio": float(np.median(ratios)),
+            }
+        )
+    order = np.argsort([r["env_steps_per_s"] for r in rows])
+    median = rows[order[len(rows) // 2]]
+    return {"size": size, "floor": floor, "objects": rows, "median_object": median}
+
+
+def bench_async(size: int, floor: bool, cfg: BenchConfig) -> dict:
+    """Steps/s of one env (with resets) vs ``make_vec`` async with 2 workers, same settings."""
+    rates = {}
+    for name, num_envs, mode in (("single", 1, "sync"), ("async2", 2, "async")):
+        vec = gym.make_vec(
+            "SeqJEPA-Rotate-v0",
+            num_envs=num_envs,
+            vectorization_mode=mode,
+            image_size=size,
+            floor=floor,
+        )
+        vec.reset(seed=0)
+        vec.action_space.seed(0)
+        for _ in range(50):  # warm-up: workers start, first objects load
+            vec.step(vec.action_space.sample())
+        n = cfg.vector_steps // num_envs
+        start = time.perf_counter()
+        for _ in range(n):
+            vec.step(vec.action_space.sample())
+        rates[name] = n * num_envs / (time.perf_counter() - start)
+        vec.close()
+    rates["speedup"] = rates["async2"] / rates["single"]
+    return {"size": size, "floor": floor, **rates}
+
+
+def bench_memory(cfg: BenchConfig) -> dict:
+    """RSS while loading ``memory_instances`` distinct instances under the default face budget."""
+    proc = psutil.Process()
+    env = RotateEnv()
+    env.reset(seed=0)
+    base = proc.memory_info().rss
+    peak = base
+    for _ in tqdm(range(cfg.memory_instances), desc="distinct instances", leave=False):
+        env.reset()  # unlimited instances: every reset loads a new one
+        env.step(env.action_space.sample())
+        peak = max(peak, proc.memory_info().rss)
+    faces = env.scene.max_loaded_faces
+    result = {
+        "instances": cfg.memory_instances,
+        "max_loaded_faces": faces,
+        "reconnects": env.scene.reconnects,
+        "rss_start_mib": base / 2**20,
+        "rss_peak_mib": peak / 2**20,
+        "growth_mib": (peak - base) / 2**20,
+    }
+    env.close()
+    return result
+
+
+def run(cfg: BenchConfig) -> dict:
+    """Run every benchmark, print Markdown tables, save a JSON record; returns the record."""
+    record: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "config": asdict(cfg),
+        "env_vs_bare": [],
+        "async": [],
+    }
+    print(f"# seqjepa-gym bench ({os.cpu_count()} cores, {platform.machine()})\n")
+    print("## Rotate-v0 env step vs bare getCameraImage (1 process, random relative actions)\n")
+    print("| size | floor | median object | faces | env steps/s | bare renders/s | ratio | min |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in cfg.sizes:
+        for floor in (False, True):
+            result = bench_env_vs_bare(size, floor, cfg)
+            record["env_vs_bare"].append(result)
+            m = result["median_object"]
+            worst = min(r["ratio"] for r in result["objects"])
+            print(
+                f"| {size} | {floor} | {m['category']} | {m['faces']} | {m['env_steps_per_s']:.0f} "
+                f"| {m['bare_renders_per_s']:.0f} | {m['ratio']:.3f} | {worst:.3f} |",
+                flush=True,
+            )
+    print("\n## make_vec async, 2 workers, vs 1 env (random objects, resets every 50 steps)\n")
+    print("| size | floor | 1 env steps/s | 2 async workers steps/s | speedup |")
+    print("|---|---|---|---|---|")
+    for size in cfg.sizes:
+        for floor in (False, True):
+            r = bench_async(size, floor, cfg)
+            record["async"].append(r)
+            print(
+                f"| {size} | {floor} | {r['single']:.0f} | {r['async2']:.0f} "
+                f"| {r['speedup']:.2f}x |",
+                flush=True,
+            )
+    mem = bench_memory(cfg)
+    record["memory"] = mem
+    print("\n## Memory with unlimited distinct instances\n")
+    print(
+        f"{mem['instances']} distinct instances, max_loaded_faces={mem['max_loaded_faces']:,}: "
+        f"RSS {mem['rss_start_mib']:.0f} -> peak {mem['rss_peak_mib']:.0f} MiB "
+        f"(+{mem['growth_mib']:.0f} MiB), {mem['reconnects']} renderer recycles"
+    )
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+    print(f"\nrecord: {path}")
+    return record
+
+
+__all__ = ["BenchConfig", "run"]
