@@ -8,6 +8,7 @@ step t is the command that produced view t (identity after reset).
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -221,9 +222,13 @@ class RotateEnv(gym.Env):
     def _command(self, action) -> np.ndarray:
         """The commanded rotation D as a canonical quaternion in the action frame."""
         if self.action_mode == "discrete":
-            if not self.action_space.contains(np.int64(action) if np.ndim(action) == 0 else action):
+            try:
+                index = operator.index(action)  # ints, numpy ints and 0-d integer arrays
+            except TypeError:
+                index = -1
+            if not 0 <= index < len(_DISCRETE_AXES):
                 raise ValueError(f"discrete action must be an integer in 0..5, got {action!r}")
-            return canonical(rotvec_to_quat(_DISCRETE_AXES[int(action)] * self.max_step_angle))
+            return canonical(rotvec_to_quat(_DISCRETE_AXES[index] * self.max_step_angle))
         expected = self.action_space.shape
         a = np.asarray(action, dtype=np.float64)
         if a.shape != expected:

@@ -9,6 +9,7 @@ few numpy functions do the same products in ~2 us, which matters when a 64 px re
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -64,7 +65,9 @@ def euler_xyz(q: np.ndarray) -> np.ndarray:
     # R = Rz(c) Ry(b) Rx(a): read a, b, c off the rotation matrix's third row and first column.
     r20 = 2 * (x * z - w * y)
     if abs(r20) > 1 - 1e-12:
-        return Rotation.from_quat([x, y, z, w]).as_euler("xyz")
+        with warnings.catch_warnings():  # scipy warns that the third angle is set to 0: fine here
+            warnings.simplefilter("ignore", UserWarning)
+            return Rotation.from_quat([x, y, z, w]).as_euler("xyz")
     return np.array(
         [
             np.arctan2(2 * (y * z + w * x), 1 - 2 * (x * x + y * y)),
