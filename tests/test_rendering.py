@@ -28,7 +28,6 @@ def test_every_category_is_visible_and_changes_when_turned(category):
     a = scene.render([0, 0, 0, 1], mask=True, depth=True)
     b = scene.render(QUARTER, mask=True)
     assert a["mask"].sum() > 0.03 * 48 * 48, "object covers too little of the view"
-    assert a["mask"][0].sum() == 0 or a["mask"][-1].sum() == 0 or True
     # pixels on the object differ from the background, which is one colour
     background = a["view"][a["mask"] == 0]
     assert (background == background[0]).all()
@@ -82,7 +81,6 @@ def test_floor_latent_is_drawn_on_the_floor():
     floor = red["mask"] == 0
     assert red["view"][floor][:, 0].mean() > red["view"][floor][:, 2].mean() + 20
     assert blue["view"][floor][:, 2].mean() > blue["view"][floor][:, 0].mean() + 20
-    assert np.array_equal(red["view"][~floor], blue["view"][~floor]) or True
 
 
 def test_recycling_keeps_memory_bounded_and_renders_unchanged():
