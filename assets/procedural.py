@@ -141,10 +141,11 @@ def table(rng: np.random.Generator):
         for x in (length / 2 - leg, -length / 2 + leg):
             for y in (width / 2 - leg, -width / 2 + leg):
                 parts.append((box((leg, leg, height), (x, y, height / 2)), 1))
-    # The drawer sits on one long side only: it breaks the table's 180-degree symmetry.
-    drawer_w = length * rng.uniform(0.25, 0.45)
+    # A drawer block hangs under one end only: it breaks the table's 180-degree symmetry.
+    block = length * rng.uniform(0.25, 0.35)
+    drop = height * rng.uniform(0.25, 0.4)
     parts.append(
-        (box((drawer_w, 0.06, 0.14), (rng.uniform(-0.2, 0.2), width / 2 - 0.03, height - 0.11)), 2)
+        (box((block, width * 0.8, drop), (length / 2 - leg - block / 2, 0, height - drop / 2)), 2)
     )
     if rng.random() < 0.4:  # lower shelf
         parts.append((box((length * 0.85, width * 0.85, 0.04), (0, 0, height * 0.25)), 0))
@@ -176,11 +177,15 @@ def lamp(rng: np.random.Generator):
 
 def mug(rng: np.random.Generator):
     radius, height = rng.uniform(0.3, 0.45), rng.uniform(0.6, 1.0)
-    handle = rng.uniform(0.15, 0.25)
+    handle, flare = rng.uniform(0.2, 0.3), rng.uniform(1.1, 1.3)
+    # The body widens toward the rim and the handle sits high: upside down it looks different.
+    body = cylinder(radius, height, (0, 0, height / 2))
+    top = body.vertices[:, 2] > height / 2
+    body.vertices[top, :2] *= flare
     parts = [
-        (cylinder(radius, height, (0, 0, height / 2)), 0),
-        (cylinder(radius * 0.85, 0.02, (0, 0, height + 0.005)), 2),  # the dark opening
-        (torus(handle, 0.04, (radius + handle * 0.6, 0, height / 2), axis="y"), 1),
+        (body, 0),
+        (cylinder(radius * flare * 0.85, 0.02, (0, 0, height + 0.005)), 2),  # the opening
+        (torus(handle, 0.06, (radius * 1.1 + handle * 0.6, 0, height * 0.62), axis="y"), 1),
     ]
     if rng.random() < 0.4:  # saucer
         parts.append((cylinder(radius * 1.6, 0.04, (0, 0, -0.02)), 1))
@@ -192,18 +197,17 @@ def bottle(rng: np.random.Generator):
     neck_r, neck = radius * rng.uniform(0.3, 0.45), rng.uniform(0.25, 0.45)
     shoulder = rng.uniform(0.15, 0.3)
     top = body + shoulder
+    # A flask: the body is flattened along y, the neck sits off-axis toward +x and the label is
+    # on the +x face, so no turn about the bottle's axis maps it onto itself.
+    flat = np.diag([1.0, rng.uniform(0.55, 0.8), 1.0, 1.0])
+    shoulder_cone = trimesh.creation.cone(radius=radius, height=shoulder * 1.6, sections=SECTIONS)
+    neck_x = radius * rng.uniform(0.25, 0.45)
     parts = [
-        (cylinder(radius, body, (0, 0, body / 2)), 0),
-        (
-            trimesh.creation.cone(
-                radius=radius, height=shoulder * 1.6, sections=SECTIONS
-            ).apply_translation((0, 0, body)),
-            0,
-        ),
-        (cylinder(neck_r, neck, (0, 0, top + neck / 2)), 0),
-        (cylinder(neck_r * 1.2, 0.08, (0, 0, top + neck)), 1),
-        # A label on one side only: breaks the bottle's symmetry about its axis.
-        (box((0.03, radius * 1.1, body * 0.5), (radius, 0, body * 0.5)), 2),
+        (cylinder(radius, body, (0, 0, body / 2)).apply_transform(flat), 0),
+        (shoulder_cone.apply_translation((0, 0, body)).apply_transform(flat), 0),
+        (cylinder(neck_r, neck + shoulder, (neck_x, 0, top + (neck - shoulder) / 2)), 0),
+        (cylinder(neck_r * 1.2, 0.08, (neck_x, 0, top + neck)), 1),
+        (box((0.04, radius * 0.9, body * 0.5), (radius, 0, body * 0.5)), 2),
     ]
     if rng.random() < 0.35:  # jug handle
         parts.append((torus(0.15, 0.035, (-radius - 0.05, 0, body * 0.7), axis="y"), 1))
@@ -281,8 +285,10 @@ def bookshelf(rng: np.random.Generator):
     gap = height / (shelves + 1)
     for k in range(1, shelves + 1):
         parts.append((box((depth, width, t * 0.6), (0, 0, k * gap)), 0))
-    for k in range(shelves + 1):  # books on some shelves, pushed to one end
-        if rng.random() < 0.6:
+    # Cabinet doors close the bottom compartment's front: no upside-down (180 deg about x) twin.
+    parts.append((box((0.03, width, gap), (depth / 2, 0, gap / 2)), 1))
+    for k in range(shelves + 1):  # books on most shelves, pushed to one end
+        if k == 0 or rng.random() < 0.6:
             books = rng.uniform(0.2, 0.7) * width
             parts.append(
                 (
