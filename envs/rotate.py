@@ -26,7 +26,7 @@ from envs.rotations import (
     quat_mul,
     rotvec_to_quat,
 )
-from envs.scene import CAMERA_TO_WORLD, Lighting, Scene
+from envs.scene import CAMERA_TO_WORLD, DEFAULT_MAX_LOADED_FACES, Lighting, Scene
 
 ACTION_MODES = ("relative", "discrete", "absolute")
 ACTION_FRAMES = ("camera", "object")
@@ -88,7 +88,7 @@ class RotateEnv(gym.Env):
         render_mode: str | None = None,
         render_size: int = 256,
         renderer: str = "tiny",
-        max_loaded_faces: int = 200_000,
+        max_loaded_faces: int = DEFAULT_MAX_LOADED_FACES,
     ) -> None:
         _check_choice("action_mode", action_mode, ACTION_MODES)
         _check_choice("action_frame", action_frame, ACTION_FRAMES)

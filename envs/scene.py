@@ -54,6 +54,9 @@ CAMERA_TO_WORLD = np.array(
 )
 CAMERA_EYE = CAMERA_DISTANCE * CAMERA_TO_WORLD[:, 2]
 RENDERERS = ("tiny", "egl")
+#: Face budget of one client before it is recycled. Measured ~2 KiB of resident memory per loaded
+#: face (pybullet's copies plus the tiny renderer's), so ~100 MiB per env at this default.
+DEFAULT_MAX_LOADED_FACES = 50_000
 _HIDDEN = (1.0, 1.0, 1.0, 0.0)
 
 
@@ -137,7 +140,7 @@ class Scene:
         image_size: int = 64,
         floor: bool = False,
         renderer: str = "tiny",
-        max_loaded_faces: int = 200_000,
+        max_loaded_faces: int = DEFAULT_MAX_LOADED_FACES,
     ) -> None:
         if renderer not in RENDERERS:
             raise ValueError(f"unknown renderer {renderer!r}; valid: {', '.join(RENDERERS)}")
