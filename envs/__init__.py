@@ -10,6 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 from envs.rotate import RotateEnv
 from envs.scene import Lighting, Scene
+from envs.vector import RotateVectorEnv
 
 #: Episode length of the Rotate ids: 3DIEBench renders 50 views per object.
 MAX_EPISODE_STEPS = 50
@@ -36,8 +37,9 @@ for _id, _kwargs in ENV_IDS.items():
         register(
             _id,
             entry_point="envs.rotate:RotateEnv",
+            vector_entry_point="envs.vector:RotateVectorEnv",
             kwargs=_kwargs,
             max_episode_steps=MAX_EPISODE_STEPS,
         )
 
-__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "Lighting", "RotateEnv", "Scene"]
+__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "Lighting", "RotateEnv", "RotateVectorEnv", "Scene"]

@@ -251,3 +251,46 @@ def test_observation_and_info_keys_follow_conventions(relative_env):
     assert info["split"] == "train"
     assert info["latents"].dtype == np.float32 and info["latents"].shape == (7,)
     assert np.isfinite(info["latents"][:3]).all() and np.isnan(info["latents"][3:]).all()
+
+
+# -- the batched vector env (several envs per worker)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_vector_env_matches_single_envs_with_next_step_autoreset(workers):
+    vec = gym.make_vec("SeqJEPA-Rotate-v0", num_envs=3, workers=workers, image_size=24,
+                       max_episode_steps=4)  # fmt: skip
+    singles = [gym.make("SeqJEPA-Rotate-v0", image_size=24, max_episode_steps=4) for _ in range(3)]
+    obs, infos = vec.reset(seed=7)
+    expected = [s.reset(seed=7 + i) for i, s in enumerate(singles)]
+    for i in range(3):
+        assert np.array_equal(obs["view"][i], expected[i][0]["view"])
+        assert infos["instance"][i] == expected[i][1]["instance"]
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        actions = rng.uniform(-1, 1, (3, 3)).astype(np.float32)
+        obs, _, _, truncated, _ = vec.step(actions)
+        for i, single in enumerate(singles):
+            if t == 4:  # the step after truncation resets (next-step autoreset)
+                view = single.reset()[0]["view"]
+                assert not truncated[i]
+            else:
+                view, _, _, trunc, _ = single.step(actions[i])
+                view = view["view"]
+                assert truncated[i] == trunc == (t == 3)
+            assert np.array_equal(obs["view"][i], view)
+    vec.close()
+    vec.close()
+
+
+def test_vector_env_reports_worker_errors_and_deaths():
+    with pytest.raises(ValueError, match="image_size"):
+        gym.make_vec("SeqJEPA-Rotate-v0", num_envs=2, workers=2, image_size=0)
+    vec = gym.make_vec("SeqJEPA-Rotate-v0", num_envs=2, workers=2, image_size=16)
+    vec.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"(?s)worker 1 .*envs \[1\].*NaN"):
+        vec.step(np.array([[0, 0, 0], [np.nan, 0, 0]], np.float32))
+    vec.unwrapped._processes[0].kill()
+    with pytest.raises(RuntimeError, match="worker 0 .* died"):
+        vec.step(np.zeros((2, 3), np.float32))
+    vec.close()
