@@ -35,8 +35,10 @@ class BenchConfig:
     """Steps per timed block."""
     blocks: int = 5
     """Timed blocks per figure; medians over blocks are reported."""
-    vector_steps: int = 1500
-    """Batched steps for the 1-env vs 2-worker async comparison."""
+    vector_steps: int = 3000
+    """Env steps for each of the 1-env vs 2-worker comparisons."""
+    envs_per_worker: int = 8
+    """Envs per worker process in the RotateVectorEnv figure."""
     memory_instances: int = 1500
     """Distinct procedural instances loaded for the memory-bound figure."""
     out: str = "runs/bench"
@@ -91,12 +93,11 @@ def bench_env_vs_bare(size: int, floor: bool, cfg: BenchConfig) -> dict:
     return {"size": size, "floor": floor, "objects": rows, "median_object": median}
 
 
-def bench_async(size: int, floor: bool, cfg: BenchConfig) -> dict:
-    """Steps/s of one ``gym.make`` env vs ``make_vec`` async with 2 workers, same settings.
-
-    Random objects, so every reset (each 50 steps) builds and loads a new instance: the figure
-    includes that cost, as a user's run would.
-    """
+def bench_parallel(size: int, floor: bool, cfg: BenchConfig) -> dict:
+    """Steps/s of one ``gym.make`` env vs two ways of using 2 worker processes, same settings:
+    gymnasium's AsyncVectorEnv (one env per worker) and RotateVectorEnv (``workers=2``, several
+    envs per worker). Random objects, so every reset (each 50 steps) builds and loads a new
+    instance: the figures include that cost, as a user's run would."""
     kwargs = {"image_size": size, "floor": floor}
     env = gym.make("SeqJEPA-Rotate-v0", **kwargs)
     env.reset(seed=0)
@@ -108,23 +109,21 @@ def bench_async(size: int, floor: bool, cfg: BenchConfig) -> dict:
             env.reset()
 
     step(actions[0])  # warm-up
-    single = _rate(step, actions)
+    result = {"size": size, "floor": floor, "single": _rate(step, actions)}
     env.close()
-    vec = gym.make_vec("SeqJEPA-Rotate-v0", num_envs=2, vectorization_mode="async", **kwargs)
-    vec.reset(seed=0)
-    vec.action_space.seed(0)
-    batches = [vec.action_space.sample() for _ in range(cfg.vector_steps // 2)]
-    for batch in batches[:20]:  # warm-up: workers start, first objects load
-        vec.step(batch)
-    async2 = 2 * _rate(vec.step, batches)
-    vec.close()
-    return {
-        "size": size,
-        "floor": floor,
-        "single": single,
-        "async2": async2,
-        "speedup": async2 / single,
-    }
+    for name, num_envs, options in (
+        ("async2", 2, {"vectorization_mode": "async"}),
+        ("batched2", cfg.envs_per_worker * 2, {"workers": 2}),
+    ):
+        vec = gym.make_vec("SeqJEPA-Rotate-v0", num_envs=num_envs, **options, **kwargs)
+        vec.reset(seed=0)
+        vec.action_space.seed(0)
+        batches = [vec.action_space.sample() for _ in range(max(cfg.vector_steps // num_envs, 20))]
+        for batch in batches[:10]:  # warm-up: workers start, first objects load
+            vec.step(batch)
+        result[name] = num_envs * _rate(vec.step, batches)
+        vec.close()
+    return result
 
 
 def bench_memory(cfg: BenchConfig) -> dict:
@@ -161,7 +160,7 @@ def run(cfg: BenchConfig) -> dict:
         },
         "config": asdict(cfg),
         "env_vs_bare": [],
-        "async": [],
+        "parallel": [],
     }
     print(f"# seqjepa-gym bench ({os.cpu_count()} cores, {platform.machine()})\n")
     print("## Rotate-v0 env step vs bare getCameraImage (1 process, random relative actions)\n")
@@ -178,16 +177,20 @@ def run(cfg: BenchConfig) -> dict:
                 f"| {m['bare_renders_per_s']:.0f} | {m['ratio']:.3f} | {worst:.3f} |",
                 flush=True,
             )
-    print("\n## make_vec async, 2 workers, vs 1 env (random objects, resets every 50 steps)\n")
-    print("| size | floor | 1 env steps/s | 2 async workers steps/s | speedup |")
-    print("|---|---|---|---|---|")
+    print("\n## 2 worker processes vs 1 env (random objects, resets every 50 steps)\n")
+    print(
+        f"| size | floor | 1 env | AsyncVectorEnv, 2 envs | speedup "
+        f"| RotateVectorEnv, 2 workers x {cfg.envs_per_worker} envs | speedup |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for size in cfg.sizes:
         for floor in (False, True):
-            r = bench_async(size, floor, cfg)
-            record["async"].append(r)
+            r = bench_parallel(size, floor, cfg)
+            record["parallel"].append(r)
             print(
                 f"| {size} | {floor} | {r['single']:.0f} | {r['async2']:.0f} "
-                f"| {r['speedup']:.2f}x |",
+                f"| {r['async2'] / r['single']:.2f}x | {r['batched2']:.0f} "
+                f"| {r['batched2'] / r['single']:.2f}x |",
                 flush=True,
             )
     mem = bench_memory(cfg)
