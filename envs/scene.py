@@ -34,6 +34,7 @@ import trimesh
 from pybullet_utils.bullet_client import BulletClient
 
 from assets.catalog import Part
+from envs.shading import auto_smooth
 
 # 3DIEBench camera: distance 2.5 from the origin, polar angle pi/4, looking at the origin.
 CAMERA_DISTANCE = 2.5
@@ -152,6 +153,7 @@ class Scene:
         self.max_loaded_faces = int(max_loaded_faces)
         self.reconnects = 0
         self._mesh_dir: Path | None = None
+        self._mesh_files = 0
         self._client: BulletClient | None = None
         self._connect()
 
@@ -251,15 +253,16 @@ class Scene:
     def _visual_shape(self, part: Part) -> int:
         # Split vertices only along sharp edges: boxes look flat, cylinders smooth, and fewer
         # vertices than fully flat shading means less memory per shape.
-        mesh = trimesh.graph.smooth_shade(
-            trimesh.Trimesh(part.vertices, part.faces, process=False), angle=np.radians(35)
-        )
+        vertices, faces, normals = auto_smooth(part.vertices, part.faces)
         rgba = [*part.color, 1.0]
         if self._mesh_dir is not None:  # EGL: in-memory meshes do not render there
-            path = self._mesh_dir / f"shape_{len(list(self._mesh_dir.iterdir()))}.obj"
-            mesh.export(path)
+            # Unique names: pybullet caches OBJ files by path for the life of the process.
+            self._mesh_files += 1
+            path = self._mesh_dir / f"shape_{self._mesh_files}.obj"
+            mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, process=False)
+            mesh.export(path, include_normals=True)
             return self._client.createVisualShape(p.GEOM_MESH, fileName=str(path), rgbaColor=rgba)
-        return create_mesh_shape(self._client, mesh.vertices, mesh.faces, mesh.vertex_normals, rgba)
+        return create_mesh_shape(self._client, vertices, faces, normals, rgba)
 
     def _set_colours(self, loaded: _Loaded, hidden: bool) -> None:
         for link, colour in zip(loaded.links, loaded.colours, strict=True):

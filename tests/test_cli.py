@@ -1,0 +1,41 @@
+"""The seqjepa-gym command: help, demo outputs, a tiny bench run."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import pytest
+
+from experiments.cli import main
+
+
+def test_help_lists_every_job(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "bench" in out
+
+
+def test_demo_writes_gif_and_contact_sheet(tmp_path):
+    main(["demo", "--out", str(tmp_path), "--episode-steps", "5", "--gif-size", "64",
+          "--instances-per-category", "2", "--sheet-size", "32"])  # fmt: skip
+    (run,) = tmp_path.iterdir()
+    gif = iio.imread(run / "episode.gif")
+    assert gif.shape[0] == 6 and gif.shape[1:3] == (64, 128)  # 6 frames, human | agent view
+    assert (gif[0] != gif[-1]).any()
+    sheet = iio.imread(run / "categories.png")
+    assert sheet.ndim == 3 and sheet.shape[0] > sheet.shape[1]  # 12 rows of 2
+    assert not list(run.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.slow
+def test_tiny_bench_prints_tables_and_saves_a_record(tmp_path, capsys):
+    main(["bench", "--out", str(tmp_path), "--sizes", "32", "--steps", "10", "--blocks", "1",
+          "--vector-steps", "40", "--envs-per-worker", "2", "--memory-instances", "5"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| 32 | False |" in out and "RotateVectorEnv" in out
+    (record,) = tmp_path.glob("bench-*.json")
+    data = json.loads(record.read_text())
+    assert len(data["env_vs_bare"]) == 2 and data["memory"]["instances"] == 5
