@@ -111,3 +111,22 @@ def test_memory_stays_bounded_over_many_distinct_instances():
     assert env.scene.reconnects >= 5
     assert growth_mib < 25, f"RSS grew {growth_mib:.1f} MiB over 400 distinct instances"
     env.close()
+
+
+@pytest.mark.slow
+def test_egl_renderer_agrees_with_tiny_renderer():
+    """The EGL opt-in (software Mesa here, a GPU elsewhere) shows the same silhouette."""
+    kwargs = {"image_size": 48, "mask": True, "initial_orientation": "identity"}
+    options = {"category": "chair", "instance": 3}
+    tiny = RotateEnv(**kwargs)
+    try:
+        egl = RotateEnv(renderer="egl", **kwargs)
+        egl_obs, _ = egl.reset(seed=0, options=options)
+    except RuntimeError as err:
+        pytest.skip(f"no EGL here: {err}")
+    tiny_obs, _ = tiny.reset(seed=0, options=options)
+    a, b = tiny_obs["mask"].astype(bool), egl_obs["mask"].astype(bool)
+    assert (a & b).sum() / (a | b).sum() > 0.85
+    egl.close()
+    egl.close()
+    tiny.close()
