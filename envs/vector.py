@@ -1,4 +1,4 @@
-"""A vector env with several envs per worker process: ``gym.make_vec(id, num_envs, workers=W)``.
+"""Vector envs with several envs per worker process: ``gym.make_vec(id, num_envs, workers=W)``.
 
 Why not only gymnasium's AsyncVectorEnv: it runs one env per process, and on this project's
 2-core machines its fixed cost per batch step (pipe round trips, pickled infos, process wake-ups:
@@ -16,8 +16,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import traceback
+from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +30,9 @@ from gymnasium.vector.utils import (
 from gymnasium.wrappers import TimeLimit
 
 from envs.rotate import RotateEnv
+from envs.rotate_saccade import RotateSaccadeEnv
+from envs.saccade import SaccadeEnv
+from envs.saccade_image import SaccadeImageEnv
 
 #: Seconds between liveness checks while waiting for a worker.
 _POLL_S = 1.0
@@ -37,11 +41,17 @@ _POLL_S = 1.0
 class _EnvGroup:
     """Envs ``indices`` of the batch, stepped in one process, writing into shared arrays."""
 
-    def __init__(self, indices: list[int], kwargs: dict[str, Any], max_episode_steps: int | None):
+    def __init__(
+        self,
+        env_cls: type[gym.Env],
+        indices: list[int],
+        kwargs: dict[str, Any],
+        max_episode_steps: int | None,
+    ):
         self.indices = indices
         self.envs: list[gym.Env] = []
         for _ in indices:
-            env: gym.Env = RotateEnv(**kwargs)
+            env: gym.Env = env_cls(**kwargs)
             if max_episode_steps is not None:
                 env = TimeLimit(env, max_episode_steps)
             self.envs.append(env)
@@ -125,22 +135,27 @@ def _worker(conn: Connection, group_args: tuple, space: gym.Space, shm: Any, num
         conn.send(("error", traceback.format_exc()))
 
 
-class RotateVectorEnv(gym.vector.VectorEnv):
-    """``num_envs`` Rotate envs spread over ``workers`` processes (0: all in this process).
+class BatchedVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` envs of one class spread over ``workers`` processes (0: all in this process).
 
     Args:
+        env_cls: the env class (RotateEnv, SaccadeEnv, ...); every env gets ``kwargs``.
         num_envs: batch size.
         workers: worker processes; envs are dealt out round-robin (env i -> worker i % workers).
             0 steps every env in the calling process.
         max_episode_steps: truncation, as a TimeLimit per env (make_vec passes the spec's).
         context: multiprocessing start method (None: the platform default).
-        **kwargs: RotateEnv's keyword arguments, shared by every env.
+        **kwargs: the env's keyword arguments, shared by every env.
     """
 
-    metadata = RotateEnv.metadata | {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"],
+        "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
+        env_cls: type[gym.Env],
         num_envs: int = 1,
         workers: int = 0,
         max_episode_steps: int | None = None,
@@ -151,7 +166,7 @@ class RotateVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if not 0 <= workers <= num_envs:
             raise ValueError(f"workers must be in 0..num_envs ({num_envs}), got {workers}")
-        probe = RotateEnv(**kwargs)  # validates kwargs here, with a clear error, before forking
+        probe = env_cls(**kwargs)  # validates kwargs here, with a clear error, before forking
         self.num_envs = num_envs
         self.workers = workers
         self.render_mode = probe.render_mode
@@ -164,7 +179,7 @@ class RotateVectorEnv(gym.vector.VectorEnv):
         groups = [list(range(w, num_envs, max(workers, 1))) for w in range(max(workers, 1))]
         self._groups_indices = groups
         if workers == 0:
-            self._local = _EnvGroup(groups[0], kwargs, max_episode_steps)
+            self._local = _EnvGroup(env_cls, groups[0], kwargs, max_episode_steps)
             self._out = {
                 key: np.zeros((num_envs, *space.shape), space.dtype)
                 for key, space in self.single_observation_space.items()
@@ -182,7 +197,7 @@ class RotateVectorEnv(gym.vector.VectorEnv):
                 name=f"seqjepa-gym-worker-{w}",
                 args=(
                     child,
-                    (indices, kwargs, max_episode_steps),
+                    (env_cls, indices, kwargs, max_episode_steps),
                     self.single_observation_space,
                     self._shm,
                     num_envs,
@@ -303,3 +318,10 @@ class RotateVectorEnv(gym.vector.VectorEnv):
                 self.close()
             raise RuntimeError("\n".join(errors))
         return results
+
+
+# The ids' vector entry points (gym.make_vec(id, num_envs, workers=W)).
+RotateEnvVector = partial(BatchedVectorEnv, RotateEnv)
+SaccadeEnvVector = partial(BatchedVectorEnv, SaccadeEnv)
+SaccadeImageEnvVector = partial(BatchedVectorEnv, SaccadeImageEnv)
+RotateSaccadeEnvVector = partial(BatchedVectorEnv, RotateSaccadeEnv)

@@ -38,7 +38,7 @@ class BenchConfig:
     vector_steps: int = 3000
     """Env steps for each of the 1-env vs 2-worker comparisons."""
     envs_per_worker: int = 8
-    """Envs per worker process in the RotateVectorEnv figure."""
+    """Envs per worker process in the BatchedVectorEnv figure."""
     memory_instances: int = 1500
     """Distinct procedural instances loaded for the memory-bound figure."""
     out: str = "runs/bench"
@@ -95,7 +95,7 @@ def bench_env_vs_bare(size: int, floor: bool, cfg: BenchConfig) -> dict:
 
 def bench_parallel(size: int, floor: bool, cfg: BenchConfig) -> dict:
     """Steps/s of one ``gym.make`` env vs two ways of using 2 worker processes, same settings:
-    gymnasium's AsyncVectorEnv (one env per worker) and RotateVectorEnv (``workers=2``, several
+    gymnasium's AsyncVectorEnv (one env per worker) and BatchedVectorEnv (``workers=2``, several
     envs per worker). Random objects, so every reset (each 50 steps) builds and loads a new
     instance: the figures include that cost, as a user's run would."""
     kwargs = {"image_size": size, "floor": floor}
@@ -180,7 +180,7 @@ def run(cfg: BenchConfig) -> dict:
     print("\n## 2 worker processes vs 1 env (random objects, resets every 50 steps)\n")
     print(
         f"| size | floor | 1 env | AsyncVectorEnv, 2 envs | speedup "
-        f"| RotateVectorEnv, 2 workers x {cfg.envs_per_worker} envs | speedup |"
+        f"| BatchedVectorEnv, 2 workers x {cfg.envs_per_worker} envs | speedup |"
     )
     print("|---|---|---|---|---|---|---|")
     for size in cfg.sizes:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import gymnasium as gym
 import gymnasium.utils.env_checker as env_checker
 import numpy as np
 import pytest
@@ -9,6 +14,49 @@ import pytest
 import envs
 
 ENV_IDS = list(envs.ENV_IDS)
+
+#: Small, fast settings per env class for the tests parametrised over every id.
+SMALL_KWARGS: dict[type, dict] = {
+    envs.RotateEnv: {"image_size": 48},
+    envs.SaccadeEnv: {"scene_size": 64, "glimpse_size": 16},
+    envs.RotateSaccadeEnv: {"scene_size": 64, "glimpse_size": 16},
+    envs.SaccadeImageEnv: {"image_size": 48, "glimpse_size": 16},
+}
+
+
+@cache
+def image_source() -> Path:
+    """A small labelled image set (.npz) the tests write themselves: 3 classes of 30 images
+    (stripes, checks and blobs in random colours), deterministic."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    yy, xx = np.mgrid[:40, :40]
+    patterns = [(xx // 5) % 2, ((xx // 8) + (yy // 8)) % 2, ((xx - 20) ** 2 + (yy - 20) ** 2) < 150]
+    for label, pattern in enumerate(patterns):
+        for _ in range(30):
+            colours = rng.integers(0, 256, (2, 3))
+            image = np.where(pattern[..., None], colours[0], colours[1])
+            images.append(np.roll(image, rng.integers(0, 10, 2), axis=(0, 1)).astype(np.uint8))
+            labels.append(label)
+    path = Path(tempfile.mkdtemp(prefix="seqjepa_gym_images_")) / "images.npz"
+    np.savez(path, images=np.stack(images), labels=np.array(labels),
+             classes=np.array(["stripes", "checks", "blobs"]))  # fmt: skip
+    return path
+
+
+def env_kwargs(env_id: str, **overrides) -> dict:
+    """Small settings for ``env_id``, plus whatever it requires (an image source)."""
+    entry = envs.ENV_IDS[env_id]
+    kwargs = dict(SMALL_KWARGS[entry.cls])
+    if "source" in entry.required:
+        kwargs["source"] = str(image_source())
+    kwargs.update(overrides)
+    return kwargs
+
+
+def make_env(env_id: str, **overrides) -> gym.Env:
+    """gym.make with env_kwargs."""
+    return gym.make(env_id, **env_kwargs(env_id, **overrides))
 
 
 @pytest.fixture

@@ -15,15 +15,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from agents.extractors import policy_kwargs_for
 from envs.rotate import RotateEnv
-from tests.conftest import ENV_IDS, rollout
+from tests.conftest import ENV_IDS, make_env, rollout
 
 # Warnings the checkers may raise that we accept, with why. Anything else fails the test.
-ALLOWED_WARNINGS: tuple[str, ...] = ()
+ALLOWED_WARNINGS: tuple[str, ...] = (
+    # SB3's checker on 16-32 px glimpses; agents.extractors.SmallImageExtractor handles them.
+    "The minimal resolution for an image is 36x36",
+)
 
 
-def make(env_id: str, **kwargs):
-    return gym.make(env_id, image_size=kwargs.pop("image_size", 48), **kwargs)
+make = make_env
 
 
 def digest(trajectory) -> str:
@@ -101,7 +104,8 @@ def test_human_render(env_id):
     assert env.unwrapped.render() is None  # nothing to show before reset
     env.reset(seed=0)
     frame = env.render()
-    assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+    assert min(frame.shape[:2]) >= 48
     env.step(env.action_space.sample())
     assert not np.array_equal(env.render(), frame)
     env.close()
@@ -117,10 +121,8 @@ def test_pickled_env_continues_identically(env_id):
     clone = pickle.loads(pickle.dumps(env))
     for _ in range(3):
         action = env.action_space.sample()
-        obs_a, _, _, _, info_a = env.step(action)
-        obs_b, _, _, _, info_b = clone.step(action)
-        assert np.array_equal(obs_a["view"], obs_b["view"])
-        assert np.array_equal(info_a["orientation"], info_b["orientation"])
+        step_a, step_b = env.step(action), clone.step(action)
+        assert digest([(step_a[0], step_a[4])]) == digest([(step_b[0], step_b[4])])
     env.close()
     clone.close()
 
@@ -145,9 +147,16 @@ def test_async_vector_env_matches_single_envs():
 def test_ppo_runs_a_few_steps(env_id):
     from stable_baselines3 import PPO
 
-    env = gym.make(env_id, image_size=40)
+    env = make(env_id)
     model = PPO(
-        "MultiInputPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu"
+        "MultiInputPolicy",
+        env,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs_for(env.observation_space),
     )
     model.learn(total_timesteps=32)
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
