@@ -126,6 +126,21 @@ def bench_parallel(size: int, floor: bool, cfg: BenchConfig) -> dict:
     return result
 
 
+def bench_glimpses(cfg: BenchConfig) -> list[dict]:
+    """Saccade-v0 steps/s at 32 px glimpses on a 128 px scene (steps cut glimpses, no
+    rendering) and, separately, resets/s (a reset renders the scene and loads a new object)."""
+    from envs.saccade import SaccadeEnv
+
+    env = SaccadeEnv(scene_size=128, glimpse_size=32)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(cfg.steps * 20)]
+    steps = float(np.median([_rate(env.step, actions) for _ in range(cfg.blocks)]))
+    resets = _rate(lambda _: env.reset(), list(range(cfg.steps // 2)))
+    env.close()
+    return [{"env": "SeqJEPA-Saccade-v0", "steps_per_s": steps, "resets_per_s": resets}]
+
+
 def bench_memory(cfg: BenchConfig) -> dict:
     """RSS while loading ``memory_instances`` distinct instances under the default face budget."""
     proc = psutil.Process()
@@ -193,6 +208,12 @@ def run(cfg: BenchConfig) -> dict:
                 f"| {r['batched2'] / r['single']:.2f}x |",
                 flush=True,
             )
+    print("\n## Glimpse envs, 32 px glimpses (1 process, random relative saccades)\n")
+    print("| env | steps/s | resets/s |")
+    print("|---|---|---|")
+    record["glimpses"] = bench_glimpses(cfg)
+    for r in record["glimpses"]:
+        print(f"| {r['env']} | {r['steps_per_s']:.0f} | {r['resets_per_s']:.0f} |", flush=True)
     mem = bench_memory(cfg)
     record["memory"] = mem
     print("\n## Memory with unlimited distinct instances\n")
