@@ -8,11 +8,12 @@ from typing import Any
 
 import tyro
 
-from experiments import bench, demo
+from experiments import bench, collect, demo
 
 JOBS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "demo": (demo.DemoConfig, demo.run),
     "bench": (bench.BenchConfig, bench.run),
+    "collect": (collect.CollectConfig, collect.run),
 }
 
 

@@ -1,0 +1,168 @@
+"""Policies that choose rotations and glimpses, with randomness owned per episode.
+
+The interface is two calls: ``begin(env, rng)`` at the start of an episode (after reset) and
+``act(obs, info)`` for each step. ``rng`` is derived from (seed, episode index) by the caller
+(``episode_rng``), so an episode's actions do not depend on which worker ran it or on what ran
+before - the property recorded datasets rely on. For vector envs, ``BatchActor`` keeps one
+policy per slot and gives ``act`` a batched signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from envs.fovea import sample_from_map
+from envs.glimpse import to_pixels
+
+
+def episode_rng(seed: int, episode: int) -> np.random.Generator:
+    """The generator of one episode: independent streams for every (seed, episode) pair."""
+    return np.random.default_rng([int(seed), int(episode)])
+
+
+def sample_space(space: gym.Space, rng: np.random.Generator) -> Any:
+    """A uniform sample of a Box or Discrete space, drawn from ``rng`` (not the space's own)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.start + rng.integers(space.n))
+    if isinstance(space, gym.spaces.Box):
+        return rng.uniform(space.low, space.high).astype(space.dtype)
+    raise TypeError(f"cannot sample {type(space).__name__} spaces")
+
+
+class Policy:
+    """Base class: subclasses implement ``act``; ``begin`` stores the env and the rng."""
+
+    #: Registry name (``seqjepa-gym collect --policy NAME``).
+    name = "policy"
+
+    def begin(self, env: gym.Env, rng: np.random.Generator) -> None:
+        """Start an episode in ``env`` (already reset) with this episode's ``rng``."""
+        self.env = env
+        self.rng = rng
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class RandomPolicy(Policy):
+    """Uniform in the env's action space."""
+
+    name = "random"
+
+    def act(self, obs, info):
+        return sample_space(self.env.action_space, self.rng)
+
+
+class UniformViewsPolicy(Policy):
+    """3DIEBench-style random views: every step jumps to a new, independent orientation.
+
+    Needs ``action_mode="absolute"`` (SeqJEPA-Rotate3DIEBench-v0). ``euler_range`` draws each
+    extrinsic xyz Euler angle uniformly in [-r, r] (3DIEBench: pi/2); None is uniform on SO(3).
+    """
+
+    name = "uniform-views"
+
+    def __init__(self, euler_range: float | None = np.pi / 2) -> None:
+        self.euler_range = euler_range
+
+    def begin(self, env, rng):
+        if getattr(env.unwrapped, "turner", None) is None or env.unwrapped.turner.action_mode != (
+            "absolute"
+        ):
+            raise ValueError("uniform-views needs a Rotate env with action_mode='absolute'")
+        super().begin(env, rng)
+
+    def act(self, obs, info):
+        if self.euler_range is None:
+            q = Rotation.random(random_state=self.rng).as_quat()
+        else:
+            angles = self.rng.uniform(-self.euler_range, self.euler_range, 3)
+            q = Rotation.from_euler("xyz", angles).as_quat()
+        return q.astype(np.float32)
+
+
+class SaliencyIORPolicy(Policy):
+    """Saccades sampled from the scene's saliency map with inhibition of return (the paper's
+    STL-10 protocol): after each fixation a square the size of the fovea, centred on it, is
+    zeroed and the map renormalised; the next fixation is drawn from what is left.
+
+    Works on the glimpse envs; in relative mode a target further than ``max_saccade`` is
+    approached as far as one saccade goes.
+    """
+
+    name = "saliency-ior"
+
+    def begin(self, env, rng):
+        unwrapped = env.unwrapped
+        if not hasattr(unwrapped, "fovea"):
+            raise ValueError("saliency-ior needs a glimpse env (Saccade, SaccadeImage, ...)")
+        super().begin(env, rng)
+        self.fovea = unwrapped.fovea
+        self.map = unwrapped.saliency().astype(np.float64).copy()
+        self._inhibit(unwrapped._position)
+
+    def act(self, obs, info):
+        target = sample_from_map(self.map, self.rng)
+        self._inhibit(target)
+        position = obs["position"].astype(np.float64)
+        if self.fovea.action_mode == "absolute":
+            return target.astype(np.float32)
+        if self.fovea.action_mode == "discrete":
+            grid = self.fovea.grid
+            col, row = np.clip(((target + 1) / 2 * grid).astype(int), 0, grid - 1)
+            return int(row * grid + col)
+        step = np.clip((target - position) / self.fovea.max_saccade, -1, 1)
+        return step.astype(np.float32)
+
+    def _inhibit(self, position: np.ndarray) -> None:
+        size = self.map.shape[0]
+        x, y = to_pixels(position, size)
+        half = self.fovea.glimpse_size / 2
+        x0, x1 = int(max(np.floor(x - half), 0)), int(min(np.ceil(x + half), size))
+        y0, y1 = int(max(np.floor(y - half), 0)), int(min(np.ceil(y + half), size))
+        self.map[y0:y1, x0:x1] = 0.0
+        total = self.map.sum()
+        if total <= 0:  # everything visited: start over with a uniform map
+            self.map[:] = 1.0
+            total = self.map.sum()
+        self.map /= total
+
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (RandomPolicy, UniformViewsPolicy, SaliencyIORPolicy)
+}
+
+
+def make_policy(name: str, **kwargs: Any) -> Policy:
+    """A policy by registry name; ValueError lists the valid names."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
+    return POLICIES[name](**kwargs)
+
+
+class BatchActor:
+    """Drive a vector env with one policy per slot, each seeded per episode.
+
+    ``start(slot, env, episode)`` begins a new episode in slot ``slot`` (``env`` being that
+    slot's single env, for policies that read it); ``act(obs, infos)`` returns the batch of
+    actions. Episode indices, not slots, seed the policies.
+    """
+
+    def __init__(self, name: str, num_envs: int, seed: int, **kwargs: Any) -> None:
+        self.seed = int(seed)
+        self.policies = [make_policy(name, **kwargs) for _ in range(num_envs)]
+
+    def start(self, slot: int, env: gym.Env, episode: int) -> None:
+        self.policies[slot].begin(env, episode_rng(self.seed, episode))
+
+    def act(self, obs: dict[str, np.ndarray], infos: dict[str, Any]) -> np.ndarray:
+        actions = []
+        for slot, policy in enumerate(self.policies):
+            single_obs = {key: value[slot] for key, value in obs.items()}
+            single_info = {k: v[slot] for k, v in infos.items() if not k.startswith("_")}
+            actions.append(policy.act(single_obs, single_info))
+        return np.stack([np.asarray(a) for a in actions])
