@@ -13,7 +13,7 @@ concatenated: ``offsets`` (episodes + 1) marks where each episode's observations
 episodes may differ in length. Per observation: ``views``, ``actions`` (CONVENTIONS.md
 alignment: index 0 after reset) and, where the env has them, ``orientations``, ``rel_quats``,
 ``path_quats``, ``latents``, ``positions``, ``path_displacements``. Per episode: ``labels``,
-``instances``, ``episodes`` (global episode indices).
+``instances``, ``splits`` (index into assets.SPLITS) and ``episodes`` (global indices).
 
 A shard is written into a temporary directory, fsynced and renamed into place; only then is it
 added to the job's part manifest (written atomically). Readers trust the manifests only, so a
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from assets.catalog import SPLITS
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "seqjepa-gym-rollouts"
@@ -81,6 +83,7 @@ class EpisodeBuffer:
         self.infos: dict[str, list[np.ndarray]] = {}
         self.label = -1
         self.instance = -1
+        self.split = -1
 
     def add(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         self.views.append(np.asarray(obs["view"], dtype=np.uint8))
@@ -91,6 +94,7 @@ class EpisodeBuffer:
             if key in info:
                 self.infos.setdefault(name, []).append(np.asarray(info[key], dtype=np.float32))
         self.label, self.instance = int(info["category"]), int(info["instance"])
+        self.split = SPLITS.index(info["split"])
 
 
 def write_shard(root: Path, index: int, episodes: list[tuple[int, EpisodeBuffer]]) -> dict:
@@ -108,6 +112,7 @@ def write_shard(root: Path, index: int, episodes: list[tuple[int, EpisodeBuffer]
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         "labels": np.array([b.label for _, b in episodes], dtype=np.int64),
         "instances": np.array([b.instance for _, b in episodes], dtype=np.int64),
+        "splits": np.array([b.split for _, b in episodes], dtype=np.int8),
         "episodes": np.array([e for e, _ in episodes], dtype=np.int64),
     }
     if episodes[0][1].positions:
@@ -210,11 +215,12 @@ class RolloutDataset:
         arrays = self._open(self._shards[shard_index])
         local = index - int(self._episode_starts[shard_index])
         start, stop = arrays["offsets"][local], arrays["offsets"][local + 1]
-        per_episode = ("labels", "instances", "episodes", "offsets")
+        per_episode = ("labels", "instances", "splits", "episodes", "offsets")
         out = {k: v[start:stop] for k, v in arrays.items() if k not in per_episode}
         out["label"] = int(arrays["labels"][local])
         out["instance"] = int(arrays["instances"][local])
         out["episode"] = int(arrays["episodes"][local])
+        out["split"] = SPLITS[int(arrays["splits"][local])]
         return out
 
     def _open(self, shard: _Shard) -> dict[str, np.ndarray]:

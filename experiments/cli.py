@@ -8,12 +8,13 @@ from typing import Any
 
 import tyro
 
-from experiments import bench, collect, demo
+from experiments import bench, collect, demo, export
 
 JOBS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "demo": (demo.DemoConfig, demo.run),
     "bench": (bench.BenchConfig, bench.run),
     "collect": (collect.CollectConfig, collect.run),
+    "export-3diebench": (export.ExportConfig, export.run),
 }
 
 

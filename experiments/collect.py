@@ -71,11 +71,16 @@ def dataset_meta(cfg: CollectConfig) -> dict[str, Any]:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= cfg.shard_index < cfg.num_shards:
         raise ValueError(f"--shard-index must be in 0..{cfg.num_shards - 1}")
+    probe = gym.make(cfg.env, **kwargs).unwrapped  # validates kwargs; names the categories
+    owner = getattr(probe, "catalog", None) or getattr(probe, "images", None)
+    categories = list(owner.categories)
+    probe.close()
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "env_id": cfg.env,
         "env_kwargs": kwargs,
+        "categories": categories,
         "policy": cfg.policy,
         "seed": cfg.seed,
         "episodes": cfg.episodes,

@@ -122,3 +122,33 @@ def test_glimpse_datasets_record_positions_and_displacements(tmp_path):
     assert np.allclose(np.cumsum(episode["actions"], 0), episode["path_displacements"], atol=1e-5)
     moved = episode["positions"] - episode["positions"][0]
     assert np.allclose(moved, episode["path_displacements"], atol=1e-5)
+
+
+def test_export_to_3diebench_and_read_it_back(tmp_path):
+    from envs.iebench import IEBenchDataset
+    from experiments.cli import main
+
+    root = collect(tmp_path, env="SeqJEPA-Rotate3DIEBench-v0", policy="uniform-views",
+                   split=None)  # fmt: skip
+    main(["export-3diebench", "--data", str(root), "--out", str(tmp_path / "iebench")])
+    data = RolloutDataset(root)
+    train = IEBenchDataset(tmp_path / "iebench", "train")
+    val = IEBenchDataset(tmp_path / "iebench", "val")
+    assert len(train) + len(val) == len(data) == 10
+    for split_data in (train, val):
+        for i in range(len(split_data)):
+            category, object_id = str(split_data.objects[i]).split("/")
+            episode = data.episode(int(object_id.split("_")[1]))
+            assert data.meta["categories"][episode["label"]] == category
+            assert split_data.labels[i] == episode["label"]
+            assert split_data.num_views(i) == 5
+            image, latent = split_data.view(i, 3)
+            assert np.array_equal(latent, episode["latents"][3]) and np.isfinite(latent).all()
+            # JPEG at 24 px: close to its own view, further from the next one
+            error = np.abs(image.astype(int) - episode["views"][3].astype(int)).mean()
+            other = np.abs(image.astype(int) - episode["views"][4].astype(int)).mean()
+            assert error < 15 and error < other
+            q = IEBenchDataset.orientation(latent)
+            assert np.allclose(q, episode["orientations"][3], atol=1e-4)
+    with pytest.raises(DatasetError, match="missing 3DIEBench index"):
+        IEBenchDataset(tmp_path, "train")
