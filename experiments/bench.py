@@ -39,6 +39,8 @@ class BenchConfig:
     """Env steps for each of the 1-env vs 2-worker comparisons."""
     envs_per_worker: int = 8
     """Envs per worker process in the BatchedVectorEnv figure."""
+    collect_episodes: int = 256
+    """Episodes (9 views each) per collection-throughput figure."""
     memory_instances: int = 1500
     """Distinct procedural instances loaded for the memory-bound figure."""
     out: str = "runs/bench"
@@ -141,6 +143,29 @@ def bench_glimpses(cfg: BenchConfig) -> list[dict]:
     return [{"env": "SeqJEPA-Saccade-v0", "steps_per_s": steps, "resets_per_s": resets}]
 
 
+def bench_collection(cfg: BenchConfig) -> list[dict]:
+    """Views/s written by `seqjepa-gym collect` (Rotate-v0, 64 px, random policy, 8-step
+    episodes: every episode loads a new object) with 1 and 2 workers."""
+    import tempfile
+
+    from experiments.collect import CollectConfig
+    from experiments.collect import run as collect
+
+    rows = []
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            run_cfg = CollectConfig(
+                out=tmp, episodes=cfg.collect_episodes, episode_length=8, shard_episodes=16,
+                workers=workers,
+            )  # fmt: skip
+            start = time.perf_counter()
+            collect(run_cfg)
+            seconds = time.perf_counter() - start
+        views = cfg.collect_episodes * 9
+        rows.append({"workers": workers, "views_per_s": views / seconds, "seconds": seconds})
+    return rows
+
+
 def bench_memory(cfg: BenchConfig) -> dict:
     """RSS while loading ``memory_instances`` distinct instances under the default face budget."""
     proc = psutil.Process()
@@ -214,6 +239,12 @@ def run(cfg: BenchConfig) -> dict:
     record["glimpses"] = bench_glimpses(cfg)
     for r in record["glimpses"]:
         print(f"| {r['env']} | {r['steps_per_s']:.0f} | {r['resets_per_s']:.0f} |", flush=True)
+    print("\n## Collection (seqjepa-gym collect, Rotate-v0 64 px, 9 views per episode)\n")
+    print("| workers | views/s | seconds |")
+    print("|---|---|---|")
+    record["collection"] = bench_collection(cfg)
+    for r in record["collection"]:
+        print(f"| {r['workers']} | {r['views_per_s']:.0f} | {r['seconds']:.1f} |", flush=True)
     mem = bench_memory(cfg)
     record["memory"] = mem
     print("\n## Memory with unlimited distinct instances\n")
