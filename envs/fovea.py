@@ -178,6 +178,66 @@ class Fovea:
         return info
 
 
+def position_option(value: Any) -> np.ndarray:
+    """The reset option 'position', validated."""
+    position = np.asarray(value, dtype=np.float64)
+    if position.shape != (2,) or not np.isfinite(position).all() or np.abs(position).max() > 1:
+        raise ValueError(
+            f"reset option 'position' must be 2 finite floats in [-1, 1], got {value!r}"
+        )
+    return position
+
+
+class GlimpseMixin:
+    """What the glimpse envs share: the fixation state, saccade steps, saliency and the human
+    render (the scene with the fovea's outline: what the agent looks at, not a fresh render).
+
+    The env provides ``fovea``, ``render_mode``, ``render_size``, ``np_random``,
+    ``_episode_started()`` and ``_info()``.
+    """
+
+    fovea: Fovea
+    _position: np.ndarray
+    _initial_position: np.ndarray
+
+    def _start_fixation(self, options: dict[str, Any]) -> None:
+        """The first fixation: the 'position' option, else the fovea's initial_fixation rule."""
+        if "position" in options:
+            self._position = position_option(options["position"])
+        else:
+            self._position = self.fovea.initial_position(self.np_random)
+        self._initial_position = self._position.copy()
+
+    def step(self, action):
+        """One saccade (the envs that also turn the object override this)."""
+        self._require_episode("step")
+        previous = self._position
+        self._position = self.fovea.move(action, previous)
+        return self._observe(self._position - previous), 0.0, False, False, self._info()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or not self._episode_started():
+            return None
+        return draw_fovea(self.fovea, self._position, self.render_size)
+
+    def saliency(self) -> np.ndarray:
+        """Saliency map of the current scene: float32 (S, S), sums to 1."""
+        self._require_episode("saliency")
+        return self.fovea.saliency()
+
+    def _require_episode(self, what: str) -> None:
+        if not self._episode_started():
+            raise RuntimeError(f"{what}() called before reset()")
+
+    def _observe(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        observation = self.fovea.observe(self._position)
+        observation["action"] = np.asarray(action, dtype=np.float32)
+        return observation
+
+    def _fixation_info(self) -> dict[str, Any]:
+        return self.fovea.info(self._position, self._initial_position)
+
+
 def draw_fovea(fovea: Fovea, position: np.ndarray, size: int) -> np.ndarray:
     """The scene with the fovea's outline, upscaled (nearest) to about ``size`` pixels: what a
     person watching the agent wants to see."""

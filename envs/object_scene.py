@@ -28,6 +28,15 @@ def check_choice(name: str, value: Any, valid: tuple) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
 
 
+def check_reset_options(options: dict[str, Any] | None, valid: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of reset's ``options``; ValueError listing the valid keys if any is unknown."""
+    options = dict(options or {})
+    unknown = set(options) - set(valid)
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; valid: {', '.join(valid)}")
+    return options
+
+
 def unit_quat(q: Any, what: str) -> np.ndarray:
     """``q`` as a unit quaternion, or a ValueError naming ``what`` was wrong with it."""
     q = np.asarray(q, dtype=np.float64)
@@ -134,12 +143,7 @@ class ObjectSceneEnv(gym.Env):
         Returns the options this class did not consume, for the subclass.
         """
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - set(self.reset_options)
-        if unknown:
-            raise ValueError(
-                f"unknown reset options {sorted(unknown)}; valid: {', '.join(self.reset_options)}"
-            )
+        options = check_reset_options(options, self.reset_options)
         if "instance" in options:
             if "category" not in options:
                 raise ValueError("reset option 'instance' needs 'category' too")

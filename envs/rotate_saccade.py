@@ -14,15 +14,14 @@ import numpy as np
 from gymnasium import spaces
 
 from assets import Catalog
-from envs.fovea import Fovea, draw_fovea
+from envs.fovea import Fovea, GlimpseMixin
 from envs.object_scene import ObjectSceneEnv
 from envs.rotate import Turner
 from envs.rotations import IDENTITY, canonical, quat_inv, quat_mul
-from envs.saccade import position_option
 from envs.scene import DEFAULT_MAX_LOADED_FACES
 
 
-class RotateSaccadeEnv(ObjectSceneEnv):
+class RotateSaccadeEnv(GlimpseMixin, ObjectSceneEnv):
     """Turn an object and look around it with a fovea.
 
     Args: ObjectSceneEnv's (catalog, split, initial_orientation, floor, light_direction,
@@ -83,23 +82,18 @@ class RotateSaccadeEnv(ObjectSceneEnv):
                 "action": spaces.Box(-2.0, 2.0, (6,), np.float32),
             }
         )
-        self._position = np.zeros(2)
-        self._initial_position = np.zeros(2)
         self.renders = 0  # scene renders so far (resets included): rotations cost, saccades not
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         rest = self._reset_object(seed, options)
         self._render_scene()
-        if "position" in rest:
-            self._position = position_option(rest["position"])
-        else:
-            self._position = self.fovea.initial_position(self.np_random)
-        self._initial_position = self._position.copy()
-        return self._observe(IDENTITY, np.zeros(2)), self._info(IDENTITY, IDENTITY)
+        self._start_fixation(rest)
+        return self._observe(np.concatenate([IDENTITY, np.zeros(2)])), self._info(
+            IDENTITY, IDENTITY
+        )
 
     def step(self, action):
-        if self._spec is None:
-            raise RuntimeError("step() called before reset()")
+        self._require_episode("step")
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (5,):
             raise ValueError(f"action must have shape (5,), got {a.shape}")
@@ -114,35 +108,20 @@ class RotateSaccadeEnv(ObjectSceneEnv):
         start = self._position
         self._position = self.fovea.move(a[3:], start)
         rel = quat_mul(quat_inv(previous), self._orientation)
-        observation = self._observe(command, self._position - start)
+        observation = self._observe(np.concatenate([command, self._position - start]))
         return observation, 0.0, False, False, self._info(rel, executed)
 
-    def render(self) -> np.ndarray | None:
-        """The scene with the fovea's outline."""
-        if self.render_mode != "rgb_array" or self._spec is None:
-            return None
-        return draw_fovea(self.fovea, self._position, self.render_size)
-
-    def saliency(self) -> np.ndarray:
-        """Saliency map of the current scene: float32 (scene_size, scene_size), sums to 1."""
-        if self._spec is None:
-            raise RuntimeError("saliency() called before reset()")
-        return self.fovea.saliency()
+    def _episode_started(self) -> bool:
+        return self._spec is not None
 
     def _render_scene(self) -> None:
         rendered = self._render(mask=True)
         self.fovea.set_scene(rendered["view"], rendered["mask"])
         self.renders += 1
 
-    def _observe(self, command: np.ndarray, displacement: np.ndarray) -> dict[str, np.ndarray]:
-        observation = self.fovea.observe(self._position)
-        observation["action"] = np.concatenate([command, displacement]).astype(np.float32)
-        return observation
-
     def _info(self, rel: np.ndarray, executed: np.ndarray) -> dict[str, Any]:
         info = self._object_info()
         info["rel_quat"] = canonical(rel)
         info["path_quat"] = canonical(quat_mul(self._initial_inv, self._orientation))
         info["executed_quat"] = canonical(executed)
-        info.update(self.fovea.info(self._position, self._initial_position))
-        return info
+        return info | self._fixation_info()

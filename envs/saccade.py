@@ -14,12 +14,12 @@ import numpy as np
 from gymnasium import spaces
 
 from assets import Catalog
-from envs.fovea import Fovea, draw_fovea
+from envs.fovea import Fovea, GlimpseMixin
 from envs.object_scene import ObjectSceneEnv
 from envs.scene import DEFAULT_MAX_LOADED_FACES
 
 
-class SaccadeEnv(ObjectSceneEnv):
+class SaccadeEnv(GlimpseMixin, ObjectSceneEnv):
     """Look around one view of an object with a fovea.
 
     Args (besides ObjectSceneEnv's catalog, split, initial_orientation, floor, light_direction,
@@ -79,55 +79,16 @@ class SaccadeEnv(ObjectSceneEnv):
                 "action": spaces.Box(-2.0, 2.0, (2,), np.float32),
             }
         )
-        self._position = np.zeros(2)
-        self._initial_position = np.zeros(2)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         rest = self._reset_object(seed, options)
         rendered = self._render(mask=True)
         self.fovea.set_scene(rendered["view"], rendered["mask"])
-        if "position" in rest:
-            self._position = position_option(rest["position"])
-        else:
-            self._position = self.fovea.initial_position(self.np_random)
-        self._initial_position = self._position.copy()
+        self._start_fixation(rest)
         return self._observe(np.zeros(2)), self._info()
 
-    def step(self, action):
-        if self._spec is None:
-            raise RuntimeError("step() called before reset()")
-        previous = self._position
-        self._position = self.fovea.move(action, previous)
-        return self._observe(self._position - previous), 0.0, False, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        """The scene with the fovea's outline (not a fresh render: this is what the agent sees)."""
-        if self.render_mode != "rgb_array" or self._spec is None:
-            return None
-        return draw_fovea(self.fovea, self._position, self.render_size)
-
-    def saliency(self) -> np.ndarray:
-        """Saliency map of the current scene: float32 (scene_size, scene_size), sums to 1."""
-        if self._spec is None:
-            raise RuntimeError("saliency() called before reset()")
-        return self.fovea.saliency()
-
-    def _observe(self, displacement: np.ndarray) -> dict[str, np.ndarray]:
-        observation = self.fovea.observe(self._position)
-        observation["action"] = displacement.astype(np.float32)
-        return observation
+    def _episode_started(self) -> bool:
+        return self._spec is not None
 
     def _info(self) -> dict[str, Any]:
-        info = self._object_info()
-        info.update(self.fovea.info(self._position, self._initial_position))
-        return info
-
-
-def position_option(value: Any) -> np.ndarray:
-    """The reset option 'position', validated."""
-    position = np.asarray(value, dtype=np.float64)
-    if position.shape != (2,) or not np.isfinite(position).all() or np.abs(position).max() > 1:
-        raise ValueError(
-            f"reset option 'position' must be 2 finite floats in [-1, 1], got {value!r}"
-        )
-    return position
+        return self._object_info() | self._fixation_info()

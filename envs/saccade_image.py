@@ -11,12 +11,11 @@ import numpy as np
 from gymnasium import spaces
 
 from assets.images import ImageSource
-from envs.fovea import Fovea, draw_fovea
-from envs.object_scene import check_choice
-from envs.saccade import position_option
+from envs.fovea import Fovea, GlimpseMixin
+from envs.object_scene import check_choice, check_reset_options
 
 
-class SaccadeImageEnv(gym.Env):
+class SaccadeImageEnv(GlimpseMixin, gym.Env):
     """Look around one image per episode with a fovea.
 
     Args:
@@ -67,51 +66,20 @@ class SaccadeImageEnv(gym.Env):
             }
         )
         self._index: int | None = None
-        self._position = np.zeros(2)
-        self._initial_position = np.zeros(2)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - set(self.reset_options)
-        if unknown:
-            raise ValueError(
-                f"unknown reset options {sorted(unknown)}; valid: {', '.join(self.reset_options)}"
-            )
+        options = check_reset_options(options, self.reset_options)
         if "index" in options:
             self._index = int(options["index"])
         else:
             self._index = int(self._pool[self.np_random.integers(len(self._pool))])
         self.fovea.set_scene(self.images.image(self._index))
-        if "position" in options:
-            self._position = position_option(options["position"])
-        else:
-            self._position = self.fovea.initial_position(self.np_random)
-        self._initial_position = self._position.copy()
+        self._start_fixation(options)
         return self._observe(np.zeros(2)), self._info()
 
-    def step(self, action):
-        if self._index is None:
-            raise RuntimeError("step() called before reset()")
-        previous = self._position
-        self._position = self.fovea.move(action, previous)
-        return self._observe(self._position - previous), 0.0, False, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array" or self._index is None:
-            return None
-        return draw_fovea(self.fovea, self._position, self.render_size)
-
-    def saliency(self) -> np.ndarray:
-        """Saliency map of the current image: float32 (image_size, image_size), sums to 1."""
-        if self._index is None:
-            raise RuntimeError("saliency() called before reset()")
-        return self.fovea.saliency()
-
-    def _observe(self, displacement: np.ndarray) -> dict[str, np.ndarray]:
-        observation = self.fovea.observe(self._position)
-        observation["action"] = displacement.astype(np.float32)
-        return observation
+    def _episode_started(self) -> bool:
+        return self._index is not None
 
     def _info(self) -> dict[str, Any]:
         label = int(self.images.labels[self._index])
@@ -121,5 +89,4 @@ class SaccadeImageEnv(gym.Env):
             "instance": self._index,
             "split": str(self.images.splits[self._index]),
         }
-        info.update(self.fovea.info(self._position, self._initial_position))
-        return info
+        return info | self._fixation_info()
