@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from assets.catalog import SPLITS
-
 FORMAT_VERSION = 1
 FORMAT_NAME = "seqjepa-gym-rollouts"
+#: Split names, in the order the per-episode ``splits`` array indexes them (the catalogs' splits;
+#: spelled out here so that reading a dataset imports neither assets nor a renderer).
+SPLITS = ("train", "val", "test")
 
 #: Per-observation info keys recorded when the env provides them, and their array names.
 STEP_INFO_FIELDS = {

@@ -16,11 +16,11 @@ import envs
 ENV_IDS = list(envs.ENV_IDS)
 
 #: Small, fast settings per env class for the tests parametrised over every id.
-SMALL_KWARGS: dict[type, dict] = {
-    envs.RotateEnv: {"image_size": 48},
-    envs.SaccadeEnv: {"scene_size": 64, "glimpse_size": 16},
-    envs.RotateSaccadeEnv: {"scene_size": 64, "glimpse_size": 16},
-    envs.SaccadeImageEnv: {"image_size": 48, "glimpse_size": 16},
+SMALL_KWARGS: dict[str, dict] = {
+    "RotateEnv": {"image_size": 48},
+    "SaccadeEnv": {"scene_size": 64, "glimpse_size": 16},
+    "RotateSaccadeEnv": {"scene_size": 64, "glimpse_size": 16},
+    "SaccadeImageEnv": {"image_size": 48, "glimpse_size": 16},
 }
 
 
@@ -47,7 +47,7 @@ def image_source() -> Path:
 def env_kwargs(env_id: str, **overrides) -> dict:
     """Small settings for ``env_id``, plus whatever it requires (an image source)."""
     entry = envs.ENV_IDS[env_id]
-    kwargs = dict(SMALL_KWARGS[entry.cls])
+    kwargs = dict(SMALL_KWARGS[entry.class_name])
     if "source" in entry.required:
         kwargs["source"] = str(image_source())
     kwargs.update(overrides)

@@ -152,3 +152,17 @@ def test_export_to_3diebench_and_read_it_back(tmp_path):
             assert np.allclose(q, episode["orientations"][3], atol=1e-4)
     with pytest.raises(DatasetError, match="missing 3DIEBench index"):
         IEBenchDataset(tmp_path, "train")
+
+
+def test_reading_datasets_imports_no_renderer():
+    """A GPU machine without pybullet must be able to read recorded data (seqjepa trains on it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, envs.dataset, envs.iebench\n"
+        "print(sorted(m for m in ('pybullet', 'pybullet_data', 'trimesh', 'assets', 'envs.scene')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
