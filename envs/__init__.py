@@ -4,9 +4,8 @@
     import envs
     env = gym.make("SeqJEPA-Rotate-v0")
 
-Importing ``envs`` (or ``envs.dataset``, ``envs.iebench``) loads no renderer: ids are registered
-by entry-point strings and the env classes are imported on first use, so a training machine
-without pybullet can read recorded datasets.
+Importing ``envs`` loads no renderer: ids are registered by entry-point strings and the env
+classes are imported on first use.
 """
 
 from __future__ import annotations

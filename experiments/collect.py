@@ -1,4 +1,4 @@
-"""`seqjepa-gym collect`: record rollouts of a policy into a sharded dataset (envs.dataset).
+"""`seqjepa-gym collect`: record rollouts of a policy into a sharded dataset (seqjepa.rollouts).
 
 Determinism: episode e runs on a generator derived from (seed, e) that seeds both the env's
 reset and the policy, so a shard's arrays depend only on (config, shard index): the same seed
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import envs
 from agents.policies import episode_rng, make_policy
-from envs.dataset import (
+from seqjepa.rollouts import (
     FORMAT_NAME,
     FORMAT_VERSION,
     DatasetError,

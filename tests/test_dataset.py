@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.dataset import DatasetError, RolloutDataset
+from seqjepa.rollouts import DatasetError, RolloutDataset
 from experiments.collect import CollectConfig, run
 from tests.conftest import env_kwargs
 
@@ -125,7 +125,7 @@ def test_glimpse_datasets_record_positions_and_displacements(tmp_path):
 
 
 def test_export_to_3diebench_and_read_it_back(tmp_path):
-    from envs.iebench import IEBenchDataset
+    from seqjepa.iebench import IEBenchDataset
     from experiments.cli import main
 
     root = collect(tmp_path, env="SeqJEPA-Rotate3DIEBench-v0", policy="uniform-views",
@@ -155,13 +155,14 @@ def test_export_to_3diebench_and_read_it_back(tmp_path):
 
 
 def test_reading_datasets_imports_no_renderer():
-    """A GPU machine without pybullet must be able to read recorded data (seqjepa trains on it)."""
+    """A GPU machine without pybullet must be able to read recorded data: seqjepa's readers
+    import neither pybullet nor the envs package (nor torch: collecting must not need it)."""
     import subprocess
     import sys
 
     script = (
-        "import sys, envs.dataset, envs.iebench\n"
-        "print(sorted(m for m in ('pybullet', 'pybullet_data', 'trimesh', 'assets', 'envs.scene')"
+        "import sys, seqjepa.rollouts, seqjepa.iebench\n"
+        "print(sorted(m for m in ('pybullet', 'pybullet_data', 'trimesh', 'assets', 'envs', 'torch')"
         " if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -1,6 +1,7 @@
 """Recorded rollout datasets: shards of .npy arrays, manifests with checksums, a memmap reader.
 
-numpy only (collecting needs no torch), and nothing is ever pickled (``allow_pickle=False``).
+numpy only: collecting (experiments/collect.py) needs no torch, and training reads datasets
+without pybullet or the envs package. Nothing is ever pickled (``allow_pickle=False``).
 
 Layout of a dataset directory:
 

@@ -22,7 +22,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from envs.dataset import DatasetError, RolloutDataset
+from seqjepa.rollouts import DatasetError, RolloutDataset
 
 IEBENCH_SPLITS = ("train", "val")
 

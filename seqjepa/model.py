@@ -1,0 +1,184 @@
+"""seq-JEPA (Ghaemi et al. 2025): encode views, aggregate them with their actions, predict the
+representation of the next, unseen view. Architecture as in ../shared/ANCHORS.md.
+
+Alignment (CONVENTIONS.md): a sequence holds M+1 views ``views[:, 0..M]`` and the actions that
+produced them, ``actions[:, t]`` being the action that led to view t (``actions[:, 0]`` is the
+identity and unused). The model observes views 0..M-1 and predicts view M. Token i carries
+z_i and the projected transition a_i = ``actions[:, i+1]`` (from view i to view i+1); the last
+observed token carries zeros in its action slot; the predictor gets z_AGG and a_{M-1} =
+``actions[:, M]``, the action leading to the target. There is no positional encoding: order is
+carried by the actions alone, so any number of views works at evaluation time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqjepa.resnet import ResNet
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one seq-JEPA model (defaults: the paper's)."""
+
+    action_dim: int = 4
+    """Dimension of an action: 4 (rotation quaternion), 2 (saccade), 6 (rotation + saccade)."""
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    """ResNet stage widths; the last is the dimension of z."""
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    """BasicBlocks per stage (ResNet-18: 2, 2, 2, 2)."""
+    stem: str = "standard"
+    """ResNet stem: standard (7x7/2 + max-pool), small (3x3/1), cheap (3x3/2)."""
+    action_proj_dim: int = 128
+    """Width of the action projection (Linear without bias + BatchNorm without affine)."""
+    layers: int = 3
+    """Transformer encoder layers of the aggregator."""
+    heads: int = 4
+    """Attention heads of the aggregator."""
+    ffn_mult: int = 4
+    """Aggregator feed-forward width, in multiples of d_model (the paper: 4, 2560 for 640)."""
+    dropout: float = 0.1
+    """Aggregator dropout."""
+    predictor_hidden: int = 1024
+    """Hidden width of the predictor MLP."""
+
+
+class SeqJEPA(nn.Module):
+    """Encoder, EMA target encoder, action projector, [AGG] token, aggregator and predictor."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = ResNet(config.widths, config.depths, config.stem)
+        self.target_encoder = copy.deepcopy(self.encoder)
+        for p in self.target_encoder.parameters():
+            p.requires_grad_(False)
+        z_dim = self.encoder.out_dim
+        self.z_dim = z_dim
+        self.d_model = z_dim + config.action_proj_dim
+        self.action_proj = nn.Sequential(
+            nn.Linear(config.action_dim, config.action_proj_dim, bias=False),
+            nn.BatchNorm1d(config.action_proj_dim, affine=False),
+        )
+        self.agg_token = nn.Parameter(torch.zeros(1, 1, self.d_model))
+        layer = nn.TransformerEncoderLayer(
+            self.d_model,
+            config.heads,
+            config.ffn_mult * self.d_model,
+            config.dropout,
+            activation="relu",
+            batch_first=True,
+            norm_first=False,
+        )
+        self.aggregator = nn.TransformerEncoder(
+            layer, config.layers, norm=nn.LayerNorm(self.d_model), enable_nested_tensor=False
+        )
+        self.predictor = nn.Sequential(
+            nn.Linear(self.d_model + config.action_proj_dim, config.predictor_hidden, bias=False),
+            nn.BatchNorm1d(config.predictor_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.predictor_hidden, z_dim),
+        )
+
+    # -- public API
+
+    @staticmethod
+    def prepare(views: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., H, W, 3) views -> float (N, 3, H, W) in [-1, 1], channels_last memory.
+
+        Views stay uint8 until here (a quarter of float32's bytes on the data path)."""
+        if views.dtype != torch.uint8:
+            raise TypeError(f"views must be uint8 (..., H, W, 3), got {views.dtype}")
+        flat = views.reshape(-1, *views.shape[-3:]).permute(0, 3, 1, 2)
+        x = flat.float().div_(127.5).sub_(1.0)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def encode(self, views: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Per-view representations z: (..., H, W, 3) uint8 -> (..., z_dim)."""
+        encoder = self.target_encoder if target else self.encoder
+        z = encoder(self.prepare(views))
+        return z.reshape(*views.shape[:-3], self.z_dim)
+
+    def aggregate(
+        self, views: torch.Tensor, transitions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_AGG (B, d_model) and z (B, M, z_dim) from M observed views (B, M, H, W, 3) and the
+        M-1 transitions between them (B, M-1, action_dim): transitions[:, i] leads from view i
+        to view i+1. Any M >= 1."""
+        z = self.encode(views)
+        return self.aggregate_z(z, transitions), z
+
+    def aggregate_z(self, z: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
+        """z_AGG from precomputed per-view z (B, M, z_dim) and transitions (B, M-1, A)."""
+        batch, m, _ = z.shape
+        if transitions.shape[:2] != (batch, m - 1):
+            raise ValueError(
+                f"{m} views need {m - 1} transitions per sequence, got {tuple(transitions.shape)}"
+            )
+        slots = torch.zeros(batch, m, self.config.action_proj_dim, device=z.device, dtype=z.dtype)
+        if m > 1:
+            projected = self.action_proj(transitions.reshape(-1, transitions.shape[-1]).to(z))
+            slots[:, :-1] = projected.reshape(batch, m - 1, -1)
+        tokens = torch.cat([z, slots], dim=-1)
+        tokens = torch.cat([self.agg_token.expand(batch, -1, -1).to(z), tokens], dim=1)
+        return self.aggregator(tokens)[:, 0]
+
+    def predict(self, z_agg: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The predicted representation of the view that ``action`` (B, A) leads to."""
+        return self.predictor(torch.cat([z_agg, self.action_proj(action.to(z_agg))], dim=-1))
+
+    def loss(
+        self, views: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences.
+
+        views (B, M+1, H, W, 3) uint8; actions (B, M+1, A) aligned with the views (module
+        docstring). Returns the loss and detached tensors for monitoring.
+        """
+        if views.shape[1] < 2 or actions.shape[:2] != views.shape[:2]:
+            raise ValueError(
+                f"need views (B, M+1>=2, H, W, 3) and actions (B, M+1, A); got "
+                f"{tuple(views.shape)} and {tuple(actions.shape)}"
+            )
+        z_agg, z = self.aggregate(views[:, :-1], actions[:, 1:-1])
+        prediction = self.predict(z_agg, actions[:, -1])
+        with torch.no_grad():
+            target = self.encode(views[:, -1], target=True)
+        cosine = F.cosine_similarity(prediction, target.detach(), dim=-1)
+        extras = {
+            "z": z.detach(),
+            "z_agg": z_agg.detach(),
+            "prediction": prediction.detach(),
+            "target": target.detach(),
+            "cosine": cosine.detach(),
+        }
+        return (1 - cosine).mean(), extras
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """EMA step of the target encoder: target = m * target + (1 - m) * online; buffers
+        (BatchNorm statistics) are copied."""
+        for target, online in zip(
+            self.target_encoder.parameters(), self.encoder.parameters(), strict=True
+        ):
+            target.lerp_(online.detach(), 1.0 - momentum)
+        for target, online in zip(
+            self.target_encoder.buffers(), self.encoder.buffers(), strict=True
+        ):
+            target.copy_(online)
+
+
+def ema_momentum(step: int, total_steps: int, base: float = 0.996) -> float:
+    """Cosine schedule from ``base`` at step 0 to 1 at ``total_steps`` (BYOL, seq-JEPA)."""
+    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+
+def count_parameters(module: nn.Module, trainable: bool = True) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
