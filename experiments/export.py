@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqjepa.rollouts import RolloutDataset
 from seqjepa.iebench import export_iebench
+from seqjepa.rollouts import RolloutDataset
 
 
 @dataclass

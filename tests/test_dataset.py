@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from seqjepa.rollouts import DatasetError, RolloutDataset
 from experiments.collect import CollectConfig, run
+from seqjepa.rollouts import DatasetError, RolloutDataset
 from tests.conftest import env_kwargs
 
 
@@ -125,8 +125,8 @@ def test_glimpse_datasets_record_positions_and_displacements(tmp_path):
 
 
 def test_export_to_3diebench_and_read_it_back(tmp_path):
-    from seqjepa.iebench import IEBenchDataset
     from experiments.cli import main
+    from seqjepa.iebench import IEBenchDataset
 
     root = collect(tmp_path, env="SeqJEPA-Rotate3DIEBench-v0", policy="uniform-views",
                    split=None)  # fmt: skip
@@ -162,8 +162,8 @@ def test_reading_datasets_imports_no_renderer():
 
     script = (
         "import sys, seqjepa.rollouts, seqjepa.iebench\n"
-        "print(sorted(m for m in ('pybullet', 'pybullet_data', 'trimesh', 'assets', 'envs', 'torch')"
-        " if m in sys.modules))\n"
+        "heavy = ('pybullet', 'pybullet_data', 'trimesh', 'assets', 'envs', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
