@@ -1,29 +1,58 @@
 """The `seqjepa-gym` command: one subcommand per job. Each job is a config dataclass (its field
-docstrings become the --help text, CleanRL-style) and a ``run(config)`` function."""
+docstrings become the --help text, CleanRL-style) and a ``run(config)`` function; `train`
+first reads ``--preset`` so that the preset provides the defaults the other flags override
+(torch is imported only for it)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import tyro
 
-from experiments import bench, collect, demo, export
 
-JOBS: dict[str, tuple[type, Callable[[Any], Any]]] = {
-    "demo": (demo.DemoConfig, demo.run),
-    "bench": (bench.BenchConfig, bench.run),
-    "collect": (collect.CollectConfig, collect.run),
-    "export-3diebench": (export.ExportConfig, export.run),
-}
+def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
+    """The jobs other than train, imported on demand (they need the renderer; train does not)."""
+    from experiments import bench, collect, demo, export
+
+    return {
+        "demo": (demo.DemoConfig, demo.run),
+        "bench": (bench.BenchConfig, bench.run),
+        "collect": (collect.CollectConfig, collect.run),
+        "export-3diebench": (export.ExportConfig, export.run),
+    }
+
+
+def train_main(args: list[str]) -> None:
+    """`seqjepa-gym train`: ``--preset`` picks the defaults, every other flag overrides them."""
+    from seqjepa.train import TrainConfig, preset_config, train
+
+    preset = "tiny"
+    for i, arg in enumerate(args):
+        if arg == "--preset" and i + 1 < len(args):
+            preset = args[i + 1]
+        elif arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+    cfg = tyro.cli(TrainConfig, default=preset_config(preset), args=args, prog="seqjepa-gym train")
+    print(f"last checkpoint: {train(cfg)}")
 
 
 def main(args: list[str] | None = None) -> None:
     """Parse ``args`` (default: sys.argv) and run the chosen job."""
+    args = sys.argv[1:] if args is None else list(args)
+    if args[:1] == ["train"]:
+        train_main(args[1:])
+        return
+    from seqjepa.train import TrainConfig
+
+    table = jobs()
     config = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in JOBS.items()}, prog="seqjepa-gym", args=args
+        {"train": TrainConfig} | {name: cls for name, (cls, _) in table.items()},
+        prog="seqjepa-gym",
+        args=args,
     )
-    for cls, run in JOBS.values():
+    for cls, run in table.values():
         if isinstance(config, cls):
             run(config)
             return

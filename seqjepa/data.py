@@ -1,0 +1,185 @@
+"""torch Datasets of (M+1 views, their actions, label) sequences, and a resumable batch order.
+
+Sources: recorded rollouts (seqjepa.rollouts) and 3DIEBench folders (seqjepa.iebench).
+Two ways to cut sequences:
+
+- ``"window"``: M+1 consecutive observations of a trajectory, with the recorded actions
+  (``action_key="actions"``: the executed command in its frame) or ``"rel_quats"``;
+- ``"subset"``: M+1 distinct observations of one episode (or 3DIEBench object) in random order
+  (3DIEBench style), with relative rotations R_{t-1}^-1 R_t computed from the orientations.
+
+Either way ``actions[t]`` is what leads to ``views[t]`` (CONVENTIONS.md; ``actions[0]`` is the
+identity). Items are addressed by (step, index): the randomness of step k's batch comes from
+(seed, k), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch.utils.data import Dataset, Sampler
+
+from seqjepa.iebench import IEBenchDataset
+from seqjepa.rollouts import RolloutDataset
+
+MODES = ("window", "subset")
+IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
+
+
+def relative_rotations(orientations: np.ndarray) -> np.ndarray:
+    """(n, 4) orientations -> (n, 4) actions: identity, then R_{t-1}^-1 R_t (w >= 0)."""
+    rotations = Rotation.from_quat(orientations)
+    rel = (rotations[:-1].inv() * rotations[1:]).as_quat()
+    rel[rel[:, 3] < 0] *= -1
+    return np.concatenate([IDENTITY[None], rel]).astype(np.float32)
+
+
+class SequenceDataset(Dataset):
+    """Sequences of ``length`` = M+1 views from a recorded dataset or a 3DIEBench folder.
+
+    Args:
+        source: a RolloutDataset, an IEBenchDataset, or a path to either (a folder with
+            dataset.json is a recording; one with train_images.npy is 3DIEBench).
+        length: views per sequence, M+1 (M observed, one target).
+        mode: "window" (recordings only) or "subset".
+        action_key: "actions" or "rel_quats" (recordings, window mode).
+        seed: the randomness of subsets.
+        split: 3DIEBench split when ``source`` is a path ("train" or "val").
+    """
+
+    def __init__(
+        self,
+        source: RolloutDataset | IEBenchDataset | str | Path,
+        length: int,
+        mode: str = "window",
+        action_key: str = "actions",
+        seed: int = 0,
+        split: str = "train",
+    ) -> None:
+        if isinstance(source, (str, Path)):
+            source = (
+                RolloutDataset(source)
+                if (Path(source) / "dataset.json").exists()
+                else IEBenchDataset(source, split)
+            )
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        if length < 2:
+            raise ValueError(f"a sequence needs >= 2 views (M >= 1), got length {length}")
+        self.source = source
+        self.length = int(length)
+        self.mode = mode
+        self.action_key = action_key
+        self.seed = int(seed)
+        if isinstance(source, IEBenchDataset):
+            if mode != "subset":
+                raise ValueError("3DIEBench has no trajectories: use mode='subset'")
+            self._items = np.arange(len(source))
+            self.action_dim = 4
+            return
+        if action_key not in ("actions", "rel_quats"):
+            raise ValueError(f"action_key must be 'actions' or 'rel_quats', got {action_key!r}")
+        lengths = self._episode_lengths()
+        if mode == "window":
+            self._items = np.array(
+                [(e, s) for e, n in enumerate(lengths) for s in range(n - self.length + 1)],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+        else:
+            self._items = np.flatnonzero(lengths >= self.length)
+        if len(self._items) == 0:
+            raise ValueError(f"no episode holds {self.length} observations")
+        first = source.shard_arrays(0)
+        key = "orientations" if mode == "subset" else action_key
+        if key not in first:
+            raise ValueError(f"the dataset has no {key!r} (needed for mode={mode!r})")
+        self.action_dim = 4 if mode == "subset" else int(first[action_key].shape[1])
+
+    def _episode_lengths(self) -> np.ndarray:
+        lengths = []
+        for k in range(len(self.source._shards)):
+            lengths.extend(np.diff(self.source.shard_arrays(k)["offsets"]).tolist())
+        return np.array(lengths, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, key: tuple[int, int] | int):
+        """``(step, index)`` (or a bare index, step 0) -> (views, actions, label) tensors."""
+        step, index = key if isinstance(key, tuple) else (0, key)
+        if isinstance(self.source, IEBenchDataset):
+            return self._iebench_item(step, index)
+        if self.mode == "window":
+            episode, start = self._items[index]
+            data = self.source.episode(int(episode))
+            window = slice(int(start), int(start) + self.length)
+            views = np.asarray(data["views"][window])
+            actions = np.array(data[self.action_key][window], dtype=np.float32)
+        else:
+            data = self.source.episode(int(self._items[index]))
+            chosen = self._choose(step, index, len(data["views"]))
+            views = np.asarray(data["views"][chosen])
+            actions = relative_rotations(np.asarray(data["orientations"][chosen], np.float64))
+        return _tensors(views, actions, data["label"])
+
+    def _choose(self, step: int, index: int, available: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(step), int(index)])
+        return rng.choice(available, self.length, replace=False)  # distinct, in random order
+
+    def _iebench_item(self, step: int, index: int):
+        source = self.source
+        chosen = self._choose(step, index, source.num_views(int(index)))
+        pairs = [source.view(int(index), int(k)) for k in chosen]
+        views = np.stack([view for view, _ in pairs])
+        orientations = np.stack([IEBenchDataset.orientation(latent) for _, latent in pairs])
+        actions = relative_rotations(orientations)
+        return _tensors(views, actions, source.labels[index])
+
+
+def _tensors(views: np.ndarray, actions: np.ndarray, label: int):
+    # memory-mapped slices are read-only: copy them (only then) into writable arrays
+    return (
+        torch.from_numpy(np.require(views, requirements=["C", "W"])),
+        torch.from_numpy(np.require(actions, np.float32, requirements=["C", "W"])),
+        torch.tensor(int(label)),
+    )
+
+
+class StepBatchSampler(Sampler):
+    """Batches of (step, index) keys for steps ``start .. stop-1``: step k's indices are drawn
+    without replacement from a generator seeded by (seed, k), so batch k is the same whether a
+    run got there in one go or resumed (and whichever DataLoader worker builds it).
+
+    With ``rank``/``world_size`` each rank takes its slice of the global batch (DDP).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} ranks")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.stop = start, stop
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_rank = self.batch_size // self.world_size
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step, 0x5EED])
+            indices = rng.choice(self.size, self.batch_size, replace=self.batch_size > self.size)
+            mine = indices[self.rank * per_rank : (self.rank + 1) * per_rank]
+            yield [(step, int(i)) for i in mine]

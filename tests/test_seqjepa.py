@@ -1,0 +1,186 @@
+"""The world model: shapes, any number of views, EMA, parameter count, data alignment,
+learning on tiny data, exact resume and checkpoint errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from experiments.collect import CollectConfig
+from experiments.collect import run as collect
+from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
+from seqjepa.model import ModelConfig, SeqJEPA, count_parameters, ema_momentum
+from seqjepa.rollouts import RolloutDataset
+from seqjepa.train import PRESETS, load_checkpoint, lr_at, make_optimizer, preset_config, train
+
+TINY = ModelConfig(
+    widths=(8, 16, 16, 32),
+    depths=(1, 1, 1, 1),
+    stem="cheap",
+    action_proj_dim=16,
+    layers=1,
+    heads=2,
+    ffn_mult=2,
+    predictor_hidden=32,
+)
+
+
+def views(batch: int, m: int, size: int = 16) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, m, size, size, 3), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("action_dim", [2, 4, 6])
+def test_shapes_for_every_action_dimension(action_dim):
+    model = SeqJEPA(ModelConfig(**{**TINY.__dict__, "action_dim": action_dim}))
+    loss, extras = model.loss(views(3, 4), torch.randn(3, 4, action_dim))
+    assert loss.shape == () and 0 <= loss.item() <= 2
+    assert extras["z"].shape == (3, 3, 32) and extras["z_agg"].shape == (3, 32 + 16)
+    assert extras["prediction"].shape == extras["target"].shape == (3, 32)
+    with pytest.raises(ValueError, match="transitions"):
+        model.aggregate(views(3, 4), torch.randn(3, 2, action_dim))
+    with pytest.raises(TypeError, match="uint8"):
+        model.encode(torch.rand(2, 16, 16, 3))
+
+
+def test_any_number_of_views_at_evaluation():
+    model = SeqJEPA(TINY).eval()
+    with torch.no_grad():
+        for m in range(1, 9):
+            z_agg, z = model.aggregate(views(2, m), torch.randn(2, m - 1, 4))
+            assert z_agg.shape == (2, 48) and z.shape == (2, m, 32)
+
+
+def test_ema_target_gets_no_gradient_and_follows_the_online_encoder():
+    model = SeqJEPA(TINY)
+    loss, _ = model.loss(views(4, 3), torch.randn(4, 3, 4))
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.target_encoder.parameters())
+    assert any(p.grad is not None for p in model.encoder.parameters())
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in model.target_encoder.parameters()]
+    model.update_target(0.9)
+    for b, t, o in zip(before, model.target_encoder.parameters(), model.encoder.parameters(),
+                       strict=True):  # fmt: skip
+        assert torch.allclose(t, 0.9 * b + 0.1 * o)
+    assert ema_momentum(0, 100) == pytest.approx(0.996) and ema_momentum(100, 100) == 1.0
+    assert ema_momentum(50, 100) == pytest.approx(0.998)
+
+
+def test_paper_preset_has_the_papers_parameter_count():
+    model = SeqJEPA(PRESETS["paper"]["model"])
+    assert count_parameters(model) == pytest.approx(27.3e6, rel=0.01)  # ANCHORS.md
+    assert count_parameters(model.encoder) == pytest.approx(11.2e6, rel=0.01)
+    assert count_parameters(model.aggregator) == pytest.approx(14.8e6, rel=0.01)
+
+
+def test_schedule_and_weight_decay_groups():
+    cfg = preset_config("tiny", steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-5)
+    assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(55, cfg) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(100, cfg) == pytest.approx(1e-5)
+    groups = make_optimizer(SeqJEPA(TINY), cfg).param_groups
+    assert all(p.ndim >= 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.04
+    assert all(p.ndim < 2 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
+
+
+@pytest.fixture(scope="module")
+def rotate_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "rotate"
+    collect(CollectConfig(out=str(root), env_kwargs=json.dumps({"image_size": 32}),
+                          episodes=48, episode_length=7, shard_episodes=16, seed=1))  # fmt: skip
+    return root
+
+
+def test_sequences_are_aligned_with_the_recording(rotate_data):
+    data = RolloutDataset(rotate_data)
+    window = SequenceDataset(data, 4, mode="window")
+    assert len(window) == 48 * 5 and window.action_dim == 4
+    v, a, label = window[7]  # episode 1, start 2
+    episode = data.episode(1)
+    assert torch.equal(v, torch.from_numpy(np.array(episode["views"][2:6])))
+    assert torch.equal(a, torch.from_numpy(np.array(episode["actions"][2:6])))
+    assert int(label) == episode["label"]
+    subset = SequenceDataset(data, 4, mode="subset", seed=3)
+    v, a, _ = subset[(5, 2)]
+    assert torch.equal(v, subset[(5, 2)][0]) and not torch.equal(v, subset[(6, 2)][0])
+    episode = data.episode(2)
+    # every view is one of the episode's, and each action turns the previous view's orientation
+    # into the next one's
+    recorded = np.asarray(episode["views"])
+    frames = [int(np.flatnonzero((recorded == x.numpy()).all(axis=(1, 2, 3)))[0]) for x in v]
+    orientations = Rotation.from_quat(np.asarray(episode["orientations"][frames], np.float64))
+    for t in range(1, 4):
+        composed = (orientations[t - 1] * Rotation.from_quat(a[t].numpy())).as_quat()
+        assert abs(abs(np.dot(composed, orientations[t].as_quat())) - 1) < 1e-5
+    assert np.allclose(relative_rotations(np.tile([0, 0, 0, 1.0], (3, 1))), [0, 0, 0, 1])
+
+
+def test_batch_order_depends_on_the_step_only():
+    full = list(StepBatchSampler(100, 8, seed=2, start=0, stop=6))
+    resumed = list(StepBatchSampler(100, 8, seed=2, start=3, stop=6))
+    assert full[3:] == resumed
+    halves = [list(StepBatchSampler(100, 8, 2, 0, 6, rank=r, world_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves, strict=True)] == full
+
+
+def test_tiny_training_lowers_the_loss_without_collapse(rotate_data, tmp_path):
+    cfg = preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=60,
+                        batch_size=32, log_every=20, checkpoint_every=60)  # fmt: skip
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 61))
+    first, last = np.mean([r["loss"] for r in rows[:5]]), np.mean([r["loss"] for r in rows[-5:]])
+    assert last < 0.6 * first
+    final = rows[-1]
+    assert final["effective_rank"] > 10 and final["z_std"] > 0.01
+    assert "action_use_gap" in final and "sequences_per_s" in final
+
+
+def test_resume_continues_exactly(rotate_data, tmp_path):
+    common = {"data": str(rotate_data), "steps": 8, "batch_size": 8, "log_every": 4,
+              "checkpoint_every": 4}  # fmt: skip
+    straight = train(preset_config("tiny", out=str(tmp_path / "a"), **common))
+    train(preset_config("tiny", out=str(tmp_path / "b"), stop_after=4, **common))
+    resumed = train(preset_config("tiny", out=str(tmp_path / "b"), resume=True, **common))
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 9))
+
+
+def test_bad_checkpoints_are_named_and_the_previous_one_survives(rotate_data, tmp_path):
+    cfg = preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=4, batch_size=8,
+                        checkpoint_every=2)  # fmt: skip
+    last = train(cfg)
+    good = sorted(tmp_path.glob("checkpoint-*.pt"))
+    assert len(good) == 2 and (tmp_path / "latest").read_text() == last.name
+    with pytest.raises(ValueError, match="different config"):
+        train(preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=4,
+                            batch_size=16, resume=True))  # fmt: skip
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(last)
+    assert load_checkpoint(good[0])["step"] == 2
+    torch.save({"format": "other"}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a seqjepa-gym checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_training_imports_no_renderer(rotate_data):
+    script = (
+        "import sys\n"
+        "from seqjepa.data import SequenceDataset\n"
+        "from seqjepa.train import train\n"
+        f"SequenceDataset({str(rotate_data)!r}, 4)[0]\n"
+        "print(sorted(m for m in ('pybullet', 'envs', 'assets') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
