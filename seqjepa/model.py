@@ -160,6 +160,12 @@ class SeqJEPA(nn.Module):
         }
         return (1 - cosine).mean(), extras
 
+    def forward(
+        self, views: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss (``loss``), so that DistributedDataParallel can wrap the model."""
+        return self.loss(views, actions)
+
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """EMA step of the target encoder: target = m * target + (1 - m) * online; buffers

@@ -4,12 +4,14 @@
 
 Recipe (ANCHORS.md, without the released code's defects): AdamW with weight decay on >= 2-d
 parameters only, linear warm-up then cosine decay computed per step (never reset per epoch),
-EMA momentum on a cosine schedule to 1, cosine loss. Batch k is drawn from (seed, k), the torch
-RNG state is checkpointed, so ``--resume`` continues exactly as an uninterrupted run would.
+EMA momentum on a cosine schedule to 1, cosine loss. Batch k is drawn from (seed, k) and every
+micro-batch's random draws from (seed, k, micro-batch), so ``--resume`` continues exactly as an
+uninterrupted run would, and 2 DDP ranks equal 1 process accumulating 2 micro-batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -83,6 +85,11 @@ class TrainConfig:
     """cpu, cuda, or auto."""
     compile: bool = False
     """torch.compile the model (CUDA)."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step (per rank): gradients are accumulated over them."""
+    precision: str = "auto"
+    """bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with native bf16 (AMX or
+    AVX512-BF16: measured 1.8x faster on this project's CPUs), fp32 elsewhere."""
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -219,93 +226,189 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train (or resume) the run ``cfg.out``; returns the path of the last checkpoint."""
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to autocast to bf16 (see TrainConfig.precision)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return True
+    cpu = torch.cpu
+    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train (or resume) the run ``cfg.out``; returns the last checkpoint (None on ranks > 0).
+
+    Under torchrun (WORLD_SIZE > 1) every rank takes its slice of each global batch and
+    DistributedDataParallel averages the gradients (nccl on GPU, gloo on CPU); BatchNorm stays
+    per rank. Rank 0 writes metrics and checkpoints.
+    """
+    rank, world, device = _distributed(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
     dataset = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, action_dim=dataset.action_dim)
     )
-
+    if cfg.batch_size % (world * cfg.accumulate):
+        raise ValueError(
+            f"batch size {cfg.batch_size} is not divisible by {world} ranks x "
+            f"{cfg.accumulate} micro-batches"
+        )
     torch.manual_seed(cfg.seed)
     model = SeqJEPA(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
     start = 0
     if cfg.resume:
-        path = latest_checkpoint(out)
-        if path is None:
-            raise ValueError(f"--resume: no checkpoint in {out}")
-        state = load_checkpoint(path)
-        saved = config_from_dict(state["config"])
-        same = {"resume": True, "steps": cfg.steps, "workers": cfg.workers, "stop_after": 0}
-        if dataclasses.replace(saved, **same) != dataclasses.replace(cfg, **same):
-            raise ValueError(f"{path}: saved for a different config; start a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start = int(state["step"])
-        _truncate_metrics(out / "metrics.jsonl", start)
-    _write_text_atomic(out / "config.json", json.dumps(config_dict(cfg), indent=1))
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    step_fn = torch.compile(model.loss) if cfg.compile else model.loss
+        start = _resume(out, cfg, model, optimizer, rank)
+    elif latest_checkpoint(out) is not None:
+        raise ValueError(f"{out} already holds a run: pass --resume, or choose another --out")
+    if rank == 0:
+        _write_text_atomic(out / "config.json", json.dumps(config_dict(cfg), indent=1))
+    # channels_last matches the inputs SeqJEPA.prepare makes (6-10% faster on CPU as well)
+    model = model.to(memory_format=torch.channels_last)
+    wrapped: torch.nn.Module = model
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,  # BatchNorm statistics stay per rank
+        )
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
 
     stop = min(start + cfg.stop_after, cfg.steps) if cfg.stop_after > 0 else cfg.steps
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, stop)
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, stop, rank, world)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=cfg.workers > 0,
-        # Its own generator: creating the iterator must not draw from the global torch RNG,
-        # or a resumed run's dropout masks would be shifted by one draw.
-        generator=torch.Generator().manual_seed(cfg.seed),
     )
-    with (out / "metrics.jsonl").open("a") as metrics:
-        return _loop(model, optimizer, loader, metrics, cfg, device, step_fn, (start, stop), out)
+    run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out)
+    try:
+        if rank != 0:
+            run.loop(loader, start, stop, None)
+            return None
+        with (out / "metrics.jsonl").open("a") as metrics:
+            return run.loop(loader, start, stop, metrics)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
 
 
-def _loop(model, optimizer, loader, metrics, cfg, device, step_fn, span, out) -> Path:
-    """The optimisation loop; writes a metrics row per step and checkpoints."""
-    start, stop = span
-    progress = tqdm(total=cfg.steps, initial=start, desc="train", unit="step")
-    last = latest_checkpoint(out)
-    step, tick = start, time.perf_counter()
-    model.train()
-    for views, actions, _labels in loader:
-        views = views.to(device, non_blocking=True)
-        actions = actions.to(device, non_blocking=True)
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            loss, extras = step_fn(views, actions)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        momentum = ema_momentum(step, cfg.steps, cfg.ema_base)
-        model.update_target(momentum)
-        step += 1
-        row: dict[str, Any] = {"step": step, "loss": loss.detach().item(), "lr": lr}
-        row["ema"] = momentum
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            row.update(_monitor(model, extras, actions))
-            elapsed = time.perf_counter() - tick
-            row["sequences_per_s"] = cfg.log_every * cfg.batch_size / max(elapsed, 1e-9)
-            tick = time.perf_counter()
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
-        progress.set_postfix(loss=f"{row['loss']:.4f}")
-        progress.update()
-        if step % cfg.checkpoint_every == 0 or step == stop:
-            last = _checkpoint(out, model, optimizer, cfg, step)
-    progress.close()
-    return last
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this rank's device); joins the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), world, device
+
+
+def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -> int:
+    path = latest_checkpoint(out)
+    if path is None:
+        raise ValueError(f"--resume: no checkpoint in {out}")
+    state = load_checkpoint(path)
+    saved = config_from_dict(state["config"])
+    same = {"resume": True, "steps": cfg.steps, "workers": cfg.workers, "stop_after": 0}
+    if dataclasses.replace(saved, **same) != dataclasses.replace(cfg, **same):
+        raise ValueError(f"{path}: saved for a different config; start a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    start = int(state["step"])
+    if rank == 0:
+        _truncate_metrics(out / "metrics.jsonl", start)
+    return start
+
+
+def _micro_seed(seed: int, step: int, micro: int) -> int:
+    """Seed of one micro-batch's random draws (dropout): a function of (seed, step, index of
+    the micro-batch in the global batch), so runs resume exactly and DDP ranks equal one
+    process accumulating the same micro-batches."""
+    return (seed * 1_000_003 + step * 4099 + micro) % (2**63 - 1)
+
+
+@dataclass
+class _Run:
+    cfg: TrainConfig
+    model: SeqJEPA
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    rank: int
+    world: int
+    out: Path
+
+    def loop(self, loader: DataLoader, start: int, stop: int, metrics) -> Path | None:
+        """Optimise from ``start`` to ``stop``; rank 0 logs a row per step and checkpoints."""
+        cfg, model = self.cfg, self.model
+        bf16 = use_bf16(cfg.precision, self.device)
+        progress = tqdm(
+            total=cfg.steps, initial=start, desc="train", unit="step", disable=self.rank != 0
+        )
+        last = latest_checkpoint(self.out)
+        step, tick = start, time.perf_counter()
+        model.train()
+        for views, actions, _labels in loader:
+            views = views.to(self.device, non_blocking=True)
+            actions = actions.to(self.device, non_blocking=True)
+            lr = lr_at(step, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, extras, micro_actions = self._backward(step, views, actions, bf16)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            momentum = ema_momentum(step, cfg.steps, cfg.ema_base)
+            model.update_target(momentum)
+            step += 1
+            if self.world > 1:
+                torch.distributed.all_reduce(loss)
+                loss /= self.world
+            if metrics is None:
+                continue
+            row: dict[str, Any] = {"step": step, "loss": loss.item(), "lr": lr, "ema": momentum}
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                    row.update(_monitor(model, extras, micro_actions))
+                elapsed = time.perf_counter() - tick
+                row["sequences_per_s"] = cfg.log_every * cfg.batch_size / max(elapsed, 1e-9)
+                tick = time.perf_counter()
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            progress.set_postfix(loss=f"{row['loss']:.4f}")
+            progress.update()
+            if step % cfg.checkpoint_every == 0 or step == stop:
+                last = _checkpoint(self.out, model, self.optimizer, cfg, step)
+        progress.close()
+        return last
+
+    def _backward(self, step: int, views, actions, bf16: bool) -> tuple[torch.Tensor, dict, Any]:
+        """Forward and backward over this rank's micro-batches; returns the mean loss (detached)
+        and the last micro-batch's monitoring tensors and actions."""
+        parts = self.cfg.accumulate
+        total = torch.zeros((), device=self.device)
+        for k, (v, a) in enumerate(zip(views.chunk(parts), actions.chunk(parts), strict=True)):
+            torch.manual_seed(_micro_seed(self.cfg.seed, step, self.rank * parts + k))
+            last = k == parts - 1
+            sync = contextlib.nullcontext() if last or self.world == 1 else self.wrapped.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                    loss, extras = self.wrapped(v, a)
+                (loss / parts).backward()
+            total += loss.detach() / parts
+        return total, extras, a
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -341,7 +444,6 @@ def _checkpoint(out: Path, model, optimizer, cfg: TrainConfig, step: int) -> Pat
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
-            "rng": {"torch": torch.get_rng_state()},
         },
     )
     previous = latest_checkpoint(out)
