@@ -225,4 +225,4 @@ def test_two_gloo_ranks_match_one_process_accumulating(rotate_data, tmp_path):
         assert diff.max() <= bound, key
         differing += int((diff > 1e-6).sum())
         total += diff.numel()
-    assert differing < 0.02 * total
+    assert differing < 0.005 * total  # measured: 0.02%
