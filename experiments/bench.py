@@ -41,6 +41,8 @@ class BenchConfig:
     """Envs per worker process in the BatchedVectorEnv figure."""
     collect_episodes: int = 256
     """Episodes (9 views each) per collection-throughput figure."""
+    train_steps: int = 10
+    """Timed optimizer steps per training-throughput figure."""
     memory_instances: int = 1500
     """Distinct procedural instances loaded for the memory-bound figure."""
     out: str = "runs/bench"
@@ -245,6 +247,20 @@ def run(cfg: BenchConfig) -> dict:
     record["collection"] = bench_collection(cfg)
     for r in record["collection"]:
         print(f"| {r['workers']} | {r['views_per_s']:.0f} | {r['seconds']:.1f} |", flush=True)
+    from experiments.bench_train import bench_training
+
+    print("\n## Training throughput (M_tr = 3; bf16 autocast where the CPU has it)\n")
+    print("| config | px | batch | synthetic ms/step | synthetic seq/s | data path seq/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    record["training"] = bench_training(cfg.train_steps)
+    for r in record["training"]:
+        print(
+            f"| {r['config']} | {r['image_size']} | {r['batch']} "
+            f"| {r['synthetic_ms_per_step']:.0f} "
+            f"| {r['synthetic_sequences_per_s']:.0f} | {r['data_path_sequences_per_s']:.0f} "
+            f"| {r['ratio']:.2f} |",
+            flush=True,
+        )
     mem = bench_memory(cfg)
     record["memory"] = mem
     print("\n## Memory with unlimited distinct instances\n")
