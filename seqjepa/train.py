@@ -18,6 +18,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from seqjepa.data import SequenceDataset, StepBatchSampler
 from seqjepa.metrics import effective_rank
 from seqjepa.model import ModelConfig, SeqJEPA, ema_momentum
+from seqjepa.stream import LiveSequences
 
 CHECKPOINT_FORMAT = "seqjepa-gym-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -40,6 +42,10 @@ class TrainConfig:
 
     data: str = ""
     """Recorded dataset (seqjepa-gym collect) or 3DIEBench folder to train on."""
+    env: str = ""
+    """Or: an env id to stream sequences from live (no disk; uniform random actions)."""
+    env_kwargs: str = "{}"
+    """JSON object of the live env's keyword arguments."""
     out: str = "runs/train"
     """Run folder: checkpoints, metrics.jsonl, config.json."""
     preset: str = "tiny"
@@ -80,7 +86,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     """Steps between checkpoints (one is also written at the end)."""
     workers: int = 0
-    """DataLoader worker processes."""
+    """DataLoader worker processes (recorded data) or env worker processes (live)."""
     device: str = "auto"
     """cpu, cuda, or auto."""
     compile: bool = False
@@ -245,12 +251,19 @@ def train(cfg: TrainConfig) -> Path | None:
     DistributedDataParallel averages the gradients (nccl on GPU, gloo on CPU); BatchNorm stays
     per rank. Rank 0 writes metrics and checkpoints.
     """
+    if bool(cfg.data) == bool(cfg.env):
+        raise ValueError("give exactly one of --data (a recorded dataset) and --env (live)")
     rank, world, device = _distributed(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed)
+    if cfg.env:
+        source = LiveSequences(
+            cfg.env, cfg.views, json.loads(cfg.env_kwargs), seed=cfg.seed, workers=cfg.workers
+        )
+    else:
+        source = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed)
     cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, action_dim=dataset.action_dim)
+        cfg, model=dataclasses.replace(cfg.model, action_dim=source.action_dim)
     )
     if cfg.batch_size % (world * cfg.accumulate):
         raise ValueError(
@@ -280,22 +293,28 @@ def train(cfg: TrainConfig) -> Path | None:
         wrapped = torch.compile(wrapped)
 
     stop = min(start + cfg.stop_after, cfg.steps) if cfg.stop_after > 0 else cfg.steps
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, stop, rank, world)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=cfg.workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.workers > 0,
-    )
+    if isinstance(source, LiveSequences):
+        batches = (source.batch(k, cfg.batch_size, rank, world) for k in range(start, stop))
+    else:
+        batches = DataLoader(
+            source,
+            batch_sampler=StepBatchSampler(
+                len(source), cfg.batch_size, cfg.seed, start, stop, rank, world
+            ),
+            num_workers=cfg.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=cfg.workers > 0,
+        )
     run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out)
     try:
         if rank != 0:
-            run.loop(loader, start, stop, None)
+            run.loop(batches, start, stop, None)
             return None
         with (out / "metrics.jsonl").open("a") as metrics:
-            return run.loop(loader, start, stop, metrics)
+            return run.loop(batches, start, stop, metrics)
     finally:
+        if isinstance(source, LiveSequences):
+            source.close()
         if world > 1:
             torch.distributed.destroy_process_group()
 
@@ -349,7 +368,7 @@ class _Run:
     world: int
     out: Path
 
-    def loop(self, loader: DataLoader, start: int, stop: int, metrics) -> Path | None:
+    def loop(self, batches: Iterable, start: int, stop: int, metrics) -> Path | None:
         """Optimise from ``start`` to ``stop``; rank 0 logs a row per step and checkpoints."""
         cfg, model = self.cfg, self.model
         bf16 = use_bf16(cfg.precision, self.device)
@@ -359,7 +378,7 @@ class _Run:
         last = latest_checkpoint(self.out)
         step, tick = start, time.perf_counter()
         model.train()
-        for views, actions, _labels in loader:
+        for views, actions, _labels in batches:
             views = views.to(self.device, non_blocking=True)
             actions = actions.to(self.device, non_blocking=True)
             lr = lr_at(step, cfg)

@@ -226,3 +226,26 @@ def test_two_gloo_ranks_match_one_process_accumulating(rotate_data, tmp_path):
         differing += int((diff > 1e-6).sum())
         total += diff.numel()
     assert differing < 0.005 * total  # measured: 0.02%
+
+
+@pytest.mark.filterwarnings("ignore:representation collapse")  # 3 steps on 16 px views
+def test_live_streaming_is_seeded_by_the_step_and_trains(tmp_path):
+    from seqjepa.stream import LiveSequences
+
+    source = LiveSequences("SeqJEPA-Rotate-v0", 4, {"image_size": 16}, seed=3, num_envs=3)
+    a_views, a_actions, labels = source.batch(5, 4)
+    assert labels.shape == (4,) and labels.dtype == torch.int64
+    b_views, _, _ = source.batch(6, 4)
+    again, again_actions, _ = source.batch(5, 4)
+    assert a_views.shape == (4, 4, 16, 16, 3) and a_actions.shape == (4, 4, 4)
+    assert torch.equal(a_views, again) and torch.equal(a_actions, again_actions)
+    assert not torch.equal(a_views, b_views)
+    halves = [source.batch(5, 4, rank=r, world_size=2)[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), a_views)  # ranks take disjoint shares of batch 5
+    assert torch.equal(a_actions[:, 0], torch.tensor([0.0, 0, 0, 1]).expand(4, 4))
+    source.close()
+    cfg = preset_config("tiny", env="SeqJEPA-Rotate-v0", env_kwargs='{"image_size": 16}',
+                        out=str(tmp_path), steps=3, batch_size=8)  # fmt: skip
+    assert load_checkpoint(train(cfg))["step"] == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        train(preset_config("tiny", out=str(tmp_path / "x"), steps=1))
