@@ -22,7 +22,8 @@ demo: $(STAMP)
 	$(BIN)/seqjepa-gym demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	# one thread per test worker: two workers x two torch threads on two cores thrash (measured 4x slower)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/seqjepa-gym bench

@@ -80,9 +80,11 @@ class SequenceDataset(Dataset):
                 raise ValueError("3DIEBench has no trajectories: use mode='subset'")
             self._items = np.arange(len(source))
             self.action_dim = 4
+            self.num_classes = int(source.labels.max(initial=0)) + 1
             return
         if action_key not in ("actions", "rel_quats"):
             raise ValueError(f"action_key must be 'actions' or 'rel_quats', got {action_key!r}")
+        self.num_classes = len(source.meta.get("categories") or []) or 1000
         lengths = self._episode_lengths()
         if mode == "window":
             self._items = np.array(

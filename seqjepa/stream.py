@@ -67,6 +67,10 @@ class LiveSequences:
             **(env_kwargs or {}),
         )
         self.action_dim = int(self.vector.single_observation_space["action"].shape[0])
+        probe = gym.make(env_id, **(env_kwargs or {})).unwrapped
+        owner = getattr(probe, "catalog", None) or getattr(probe, "images", None)
+        self.num_classes = len(owner.categories)
+        probe.close()
 
     def batch(
         self, step: int, batch_size: int, rank: int = 0, world_size: int = 1

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from seqjepa.data import SequenceDataset, StepBatchSampler
 from seqjepa.metrics import effective_rank
 from seqjepa.model import ModelConfig, SeqJEPA, ema_momentum
+from seqjepa.probes import OnlineProbes
 from seqjepa.stream import LiveSequences
 
 CHECKPOINT_FORMAT = "seqjepa-gym-checkpoint"
@@ -273,9 +274,9 @@ def train(cfg: TrainConfig) -> Path | None:
     torch.manual_seed(cfg.seed)
     model = SeqJEPA(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
-    start = 0
+    start, state = 0, {}
     if cfg.resume:
-        start = _resume(out, cfg, model, optimizer, rank)
+        start, state = _resume(out, cfg, model, optimizer, rank)
     elif latest_checkpoint(out) is not None:
         raise ValueError(f"{out} already holds a run: pass --resume, or choose another --out")
     if rank == 0:
@@ -305,7 +306,11 @@ def train(cfg: TrainConfig) -> Path | None:
             pin_memory=device.type == "cuda",
             persistent_workers=cfg.workers > 0,
         )
-    run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out)
+    probes = OnlineProbes(model.d_model, model.z_dim, source.num_classes, source.action_dim)
+    probes = probes.to(device)
+    if cfg.resume and "probes" in state:
+        probes.load_state_dict(state["probes"])
+    run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out, probes)
     try:
         if rank != 0:
             run.loop(batches, start, stop, None)
@@ -333,7 +338,7 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return torch.distributed.get_rank(), world, device
 
 
-def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -> int:
+def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -> tuple[int, dict]:
     path = latest_checkpoint(out)
     if path is None:
         raise ValueError(f"--resume: no checkpoint in {out}")
@@ -347,7 +352,7 @@ def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -
     start = int(state["step"])
     if rank == 0:
         _truncate_metrics(out / "metrics.jsonl", start)
-    return start
+    return start, state
 
 
 def _micro_seed(seed: int, step: int, micro: int) -> int:
@@ -367,6 +372,7 @@ class _Run:
     rank: int
     world: int
     out: Path
+    probes: OnlineProbes
 
     def loop(self, batches: Iterable, start: int, stop: int, metrics) -> Path | None:
         """Optimise from ``start`` to ``stop``; rank 0 logs a row per step and checkpoints."""
@@ -378,14 +384,14 @@ class _Run:
         last = latest_checkpoint(self.out)
         step, tick = start, time.perf_counter()
         model.train()
-        for views, actions, _labels in batches:
+        for views, actions, labels in batches:
             views = views.to(self.device, non_blocking=True)
             actions = actions.to(self.device, non_blocking=True)
             lr = lr_at(step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
-            loss, extras, micro_actions = self._backward(step, views, actions, bf16)
+            loss, extras, micro = self._backward(step, views, actions, labels, bf16)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -397,10 +403,14 @@ class _Run:
                 loss /= self.world
             if metrics is None:
                 continue
+            probed = self.probes.step(
+                extras["z_agg"], extras["z"], micro[1].to(self.device), micro[0]
+            )
             row: dict[str, Any] = {"step": step, "loss": loss.item(), "lr": lr, "ema": momentum}
             if step % cfg.log_every == 0 or step == cfg.steps:
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                    row.update(_monitor(model, extras, micro_actions))
+                    row.update(_monitor(model, extras, micro[0]))
+                row.update(probed)
                 elapsed = time.perf_counter() - tick
                 row["sequences_per_s"] = cfg.log_every * cfg.batch_size / max(elapsed, 1e-9)
                 tick = time.perf_counter()
@@ -409,13 +419,13 @@ class _Run:
             progress.set_postfix(loss=f"{row['loss']:.4f}")
             progress.update()
             if step % cfg.checkpoint_every == 0 or step == stop:
-                last = _checkpoint(self.out, model, self.optimizer, cfg, step)
+                last = _checkpoint(self.out, model, self.optimizer, self.probes, cfg, step)
         progress.close()
         return last
 
-    def _backward(self, step: int, views, actions, bf16: bool) -> tuple[torch.Tensor, dict, Any]:
-        """Forward and backward over this rank's micro-batches; returns the mean loss (detached)
-        and the last micro-batch's monitoring tensors and actions."""
+    def _backward(self, step: int, views, actions, labels, bf16: bool) -> tuple:
+        """Forward and backward over this rank's micro-batches; returns the mean loss (detached),
+        the last micro-batch's monitoring tensors, and its (actions, labels)."""
         parts = self.cfg.accumulate
         total = torch.zeros((), device=self.device)
         for k, (v, a) in enumerate(zip(views.chunk(parts), actions.chunk(parts), strict=True)):
@@ -427,7 +437,7 @@ class _Run:
                     loss, extras = self.wrapped(v, a)
                 (loss / parts).backward()
             total += loss.detach() / parts
-        return total, extras, a
+        return total, extras, (a, labels.chunk(parts)[-1])
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -452,7 +462,7 @@ def _monitor(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> dict[str, f
     return {"effective_rank": rank, "z_std": std, "action_use_gap": gap}
 
 
-def _checkpoint(out: Path, model, optimizer, cfg: TrainConfig, step: int) -> Path:
+def _checkpoint(out: Path, model, optimizer, probes, cfg: TrainConfig, step: int) -> Path:
     path = out / f"checkpoint-{step:07d}.pt"
     save_checkpoint(
         path,
@@ -462,6 +472,7 @@ def _checkpoint(out: Path, model, optimizer, cfg: TrainConfig, step: int) -> Pat
             "config": config_dict(cfg),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "probes": probes.state_dict(),
             "step": step,
         },
     )

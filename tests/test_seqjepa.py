@@ -142,6 +142,9 @@ def test_tiny_training_lowers_the_loss_without_collapse(rotate_data, tmp_path):
     final = rows[-1]
     assert final["effective_rank"] > 10 and final["z_std"] > 0.01
     assert "action_use_gap" in final and "sequences_per_s" in final
+    # the online class probe on z_AGG beats chance (12 classes) well before the end
+    probes = [r["probe_class_top1"] for r in rows[-20:]]
+    assert np.mean(probes) > 2 / 12, probes
 
 
 def test_resume_continues_exactly(rotate_data, tmp_path):
