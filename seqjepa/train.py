@@ -407,10 +407,10 @@ class _Run:
                 extras["z_agg"], extras["z"], micro[1].to(self.device), micro[0]
             )
             row: dict[str, Any] = {"step": step, "loss": loss.item(), "lr": lr, "ema": momentum}
+            row.update(probed)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
                     row.update(_monitor(model, extras, micro[0]))
-                row.update(probed)
                 elapsed = time.perf_counter() - tick
                 row["sequences_per_s"] = cfg.log_every * cfg.batch_size / max(elapsed, 1e-9)
                 tick = time.perf_counter()
