@@ -35,7 +35,7 @@ class OnlineProbes(nn.Module):
             target = actions[:, 1].float()  # the transition from view 0 to view 1
             prediction = self.relative(torch.cat([z[:, 0], z[:, 1]], dim=-1))
             loss = loss + F.mse_loss(prediction, target)
-            residual = ((prediction - target) ** 2).sum(0)
+            residual = ((prediction.detach() - target) ** 2).sum(0)
             total = ((target - target.mean(0)) ** 2).sum(0).clamp_min(1e-8)
             out["probe_relative_r2"] = float((1 - residual / total).mean())
         self.optimizer.zero_grad(set_to_none=True)

@@ -34,10 +34,11 @@ def test_demo_writes_gif_and_contact_sheet(tmp_path):
 def test_tiny_bench_prints_tables_and_saves_a_record(tmp_path, capsys):
     main(["bench", "--out", str(tmp_path), "--sizes", "32", "--steps", "10", "--blocks", "1",
           "--vector-steps", "40", "--envs-per-worker", "2", "--memory-instances", "5",
-          "--collect-episodes", "4"])  # fmt: skip
+          "--collect-episodes", "4", "--train-steps", "2"])  # fmt: skip
     out = capsys.readouterr().out
     assert "| 32 | False |" in out and "BatchedVectorEnv" in out
     (record,) = tmp_path.glob("bench-*.json")
     data = json.loads(record.read_text())
     assert len(data["env_vs_bare"]) == 2 and data["memory"]["instances"] == 5
     assert [r["workers"] for r in data["collection"]] == [1, 2]
+    assert [r["config"] for r in data["training"]] == ["tiny", "paper-64"]
