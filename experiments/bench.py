@@ -247,6 +247,15 @@ def run(cfg: BenchConfig) -> dict:
     record["collection"] = bench_collection(cfg)
     for r in record["collection"]:
         print(f"| {r['workers']} | {r['views_per_s']:.0f} | {r['seconds']:.1f} |", flush=True)
+    mem = bench_memory(cfg)
+    record["memory"] = mem
+    print("\n## Memory with unlimited distinct instances\n")
+    print(
+        f"{mem['instances']} distinct instances, max_loaded_faces={mem['max_loaded_faces']:,}: "
+        f"RSS {mem['rss_start_mib']:.0f} -> peak {mem['rss_peak_mib']:.0f} MiB "
+        f"(+{mem['growth_mib']:.0f} MiB), {mem['reconnects']} renderer recycles"
+    )
+    # Last: training imports torch and grows the process, which the memory figure must not see.
     from experiments.bench_train import bench_training
 
     print("\n## Training throughput (M_tr = 3; bf16 autocast where the CPU has it)\n")
@@ -261,14 +270,6 @@ def run(cfg: BenchConfig) -> dict:
             f"| {r['ratio']:.2f} |",
             flush=True,
         )
-    mem = bench_memory(cfg)
-    record["memory"] = mem
-    print("\n## Memory with unlimited distinct instances\n")
-    print(
-        f"{mem['instances']} distinct instances, max_loaded_faces={mem['max_loaded_faces']:,}: "
-        f"RSS {mem['rss_start_mib']:.0f} -> peak {mem['rss_peak_mib']:.0f} MiB "
-        f"(+{mem['growth_mib']:.0f} MiB), {mem['reconnects']} renderer recycles"
-    )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
