@@ -315,13 +315,25 @@ def train(cfg: TrainConfig) -> Path | None:
         if rank != 0:
             run.loop(batches, start, stop, None)
             return None
+        run.board = _tensorboard(out)
         with (out / "metrics.jsonl").open("a") as metrics:
             return run.loop(batches, start, stop, metrics)
     finally:
+        if run.board is not None:
+            run.board.close()
         if isinstance(source, LiveSequences):
             source.close()
         if world > 1:
             torch.distributed.destroy_process_group()
+
+
+def _tensorboard(out: Path):
+    """A SummaryWriter logging to ``out/tensorboard`` if tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -373,6 +385,7 @@ class _Run:
     world: int
     out: Path
     probes: OnlineProbes
+    board: Any = None  # a TensorBoard SummaryWriter on rank 0 when tensorboard is installed
 
     def loop(self, batches: Iterable, start: int, stop: int, metrics) -> Path | None:
         """Optimise from ``start`` to ``stop``; rank 0 logs a row per step and checkpoints."""
@@ -415,6 +428,10 @@ class _Run:
                 row["sequences_per_s"] = cfg.log_every * cfg.batch_size / max(elapsed, 1e-9)
                 tick = time.perf_counter()
             metrics.write(json.dumps(row) + "\n")
+            if self.board is not None:
+                for key, value in row.items():
+                    if key != "step":
+                        self.board.add_scalar(key, value, step)
             metrics.flush()
             progress.set_postfix(loss=f"{row['loss']:.4f}")
             progress.update()

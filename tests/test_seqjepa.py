@@ -252,3 +252,9 @@ def test_live_streaming_is_seeded_by_the_step_and_trains(tmp_path):
     assert load_checkpoint(train(cfg))["step"] == 3
     with pytest.raises(ValueError, match="exactly one"):
         train(preset_config("tiny", out=str(tmp_path / "x"), steps=1))
+
+
+def test_tensorboard_logging_when_installed(rotate_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    train(preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=2, batch_size=8))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
