@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset, Sampler
 
 from seqjepa.iebench import IEBenchDataset
@@ -31,9 +30,23 @@ IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
 
 
 def relative_rotations(orientations: np.ndarray) -> np.ndarray:
-    """(n, 4) orientations -> (n, 4) actions: identity, then R_{t-1}^-1 R_t (w >= 0)."""
-    rotations = Rotation.from_quat(orientations)
-    rel = (rotations[:-1].inv() * rotations[1:]).as_quat()
+    """(n, 4) unit orientations (xyzw) -> (n, 4) actions: identity, then R_{t-1}^-1 R_t, w >= 0.
+
+    The Hamilton product written out in numpy: scipy's Rotation costs ~65 us per call here, 60%
+    of a training item's cost; this is ~5 us (tests/test_seqjepa.py checks it against scipy).
+    """
+    q = np.asarray(orientations, dtype=np.float64)
+    ax, ay, az, aw = -q[:-1, 0], -q[:-1, 1], -q[:-1, 2], q[:-1, 3]  # conjugate = inverse
+    bx, by, bz, bw = q[1:, 0], q[1:, 1], q[1:, 2], q[1:, 3]
+    rel = np.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        axis=1,
+    )
     rel[rel[:, 3] < 0] *= -1
     return np.concatenate([IDENTITY[None], rel]).astype(np.float32)
 

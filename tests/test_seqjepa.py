@@ -121,6 +121,10 @@ def test_sequences_are_aligned_with_the_recording(rotate_data):
         composed = (orientations[t - 1] * Rotation.from_quat(a[t].numpy())).as_quat()
         assert abs(abs(np.dot(composed, orientations[t].as_quat())) - 1) < 1e-5
     assert np.allclose(relative_rotations(np.tile([0, 0, 0, 1.0], (3, 1))), [0, 0, 0, 1])
+    random = Rotation.random(50, random_state=0)
+    expected = (random[:-1].inv() * random[1:]).as_quat()
+    expected[expected[:, 3] < 0] *= -1
+    assert np.allclose(relative_rotations(random.as_quat())[1:], expected, atol=1e-6)
 
 
 def test_batch_order_depends_on_the_step_only():
