@@ -198,3 +198,24 @@ class StepBatchSampler(Sampler):
             indices = rng.choice(self.size, self.batch_size, replace=self.batch_size > self.size)
             mine = indices[self.rank * per_rank : (self.rank + 1) * per_rank]
             yield [(step, int(i)) for i in mine]
+
+
+class SyntheticSequences:
+    """Random in-memory sequences, made once: the data-free baseline of throughput figures
+    (``train --synthetic SIZE``), with the interface of LiveSequences (``batch``)."""
+
+    def __init__(
+        self, length: int, image_size: int, action_dim: int = 4, num_classes: int = 12, seed=0
+    ) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.action_dim, self.num_classes = action_dim, num_classes
+        self._views = torch.randint(
+            0, 256, (64, length, image_size, image_size, 3), dtype=torch.uint8, generator=generator
+        )
+        self._actions = torch.randn(64, length, action_dim, generator=generator)
+        self._labels = torch.randint(0, num_classes, (64,), generator=generator)
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        per_rank = batch_size // world_size
+        index = torch.arange(rank * per_rank, (rank + 1) * per_rank) % len(self._views)
+        return self._views[index], self._actions[index], self._labels[index]

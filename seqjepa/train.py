@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from seqjepa.data import SequenceDataset, StepBatchSampler
+from seqjepa.data import SequenceDataset, StepBatchSampler, SyntheticSequences
 from seqjepa.metrics import effective_rank
 from seqjepa.model import ModelConfig, SeqJEPA, ema_momentum
 from seqjepa.probes import OnlineProbes
@@ -47,6 +47,9 @@ class TrainConfig:
     """Or: an env id to stream sequences from live (no disk; uniform random actions)."""
     env_kwargs: str = "{}"
     """JSON object of the live env's keyword arguments."""
+    synthetic: int = 0
+    """Or: train on random in-memory views of this side (throughput checks, e.g. on a GPU
+    machine without data)."""
     out: str = "runs/train"
     """Run folder: checkpoints, metrics.jsonl, config.json."""
     preset: str = "tiny"
@@ -252,12 +255,14 @@ def train(cfg: TrainConfig) -> Path | None:
     DistributedDataParallel averages the gradients (nccl on GPU, gloo on CPU); BatchNorm stays
     per rank. Rank 0 writes metrics and checkpoints.
     """
-    if bool(cfg.data) == bool(cfg.env):
-        raise ValueError("give exactly one of --data (a recorded dataset) and --env (live)")
+    if (bool(cfg.data) + bool(cfg.env) + bool(cfg.synthetic)) != 1:
+        raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
     rank, world, device = _distributed(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.env:
+    if cfg.synthetic:
+        source = SyntheticSequences(cfg.views, cfg.synthetic, seed=cfg.seed)
+    elif cfg.env:
         source = LiveSequences(
             cfg.env, cfg.views, json.loads(cfg.env_kwargs), seed=cfg.seed, workers=cfg.workers
         )
@@ -294,7 +299,7 @@ def train(cfg: TrainConfig) -> Path | None:
         wrapped = torch.compile(wrapped)
 
     stop = min(start + cfg.stop_after, cfg.steps) if cfg.stop_after > 0 else cfg.steps
-    if isinstance(source, LiveSequences):
+    if not isinstance(source, SequenceDataset):  # live or synthetic: batch k made on demand
         batches = (source.batch(k, cfg.batch_size, rank, world) for k in range(start, stop))
     else:
         batches = DataLoader(

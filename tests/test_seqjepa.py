@@ -262,3 +262,8 @@ def test_tensorboard_logging_when_installed(rotate_data, tmp_path):
     pytest.importorskip("tensorboard")
     train(preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=2, batch_size=8))
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_synthetic_training_for_throughput_checks(tmp_path):
+    cfg = preset_config("tiny", synthetic=16, out=str(tmp_path), steps=2, batch_size=8)
+    assert load_checkpoint(train(cfg))["config"]["synthetic"] == 16
