@@ -7,14 +7,13 @@ object mask where there is one) and asks it to move and look.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.glimpse import GlimpseSampler, saliency_map, to_pixels, to_position
-from envs.object_scene import check_choice
+from envs.object_scene import check_choice, discrete_index
 
 SACCADE_MODES = ("relative", "absolute", "discrete")
 INITIAL_FIXATIONS = ("centre", "uniform", "saliency")
@@ -136,14 +135,7 @@ class Fovea:
     def move(self, action: Any, position: np.ndarray) -> np.ndarray:
         """The next position (clipped to the scene, [-1, 1]^2) after ``action``."""
         if self.action_mode == "discrete":
-            try:
-                index = operator.index(action)  # ints, numpy ints and 0-d integer arrays
-            except TypeError:
-                index = -1
-            if not 0 <= index < self.grid * self.grid:
-                raise ValueError(
-                    f"discrete saccade must be an integer in 0..{self.grid**2 - 1}, got {action!r}"
-                )
+            index = discrete_index(action, self.grid * self.grid, "discrete saccade")
             row, col = divmod(index, self.grid)
             return (np.array([col, row]) + 0.5) * (2.0 / self.grid) - 1.0
         a = np.asarray(action, dtype=np.float64)

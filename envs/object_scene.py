@@ -8,6 +8,7 @@ describe the object (CONVENTIONS.md).
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -26,6 +27,18 @@ def check_choice(name: str, value: Any, valid: tuple) -> None:
     """ValueError naming ``name`` and the valid choices unless ``value`` is one of them."""
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+def discrete_index(action: Any, n: int, what: str) -> int:
+    """A discrete action as an int in 0..n-1 (ints, numpy ints, 0-d integer arrays), or a
+    ValueError naming ``what`` and the valid range."""
+    try:
+        index = operator.index(action)
+    except TypeError:
+        index = -1
+    if not 0 <= index < n:
+        raise ValueError(f"{what} must be an integer in 0..{n - 1}, got {action!r}")
+    return index
 
 
 def check_reset_options(options: dict[str, Any] | None, valid: tuple[str, ...]) -> dict[str, Any]:

@@ -8,14 +8,13 @@ step t is the command that produced view t (identity after reset).
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from assets import Catalog
-from envs.object_scene import ObjectSceneEnv, check_choice, unit_quat
+from envs.object_scene import ObjectSceneEnv, check_choice, discrete_index, unit_quat
 from envs.rotations import (
     IDENTITY,
     canonical,
@@ -69,12 +68,7 @@ class Turner:
     def command(self, action: Any, current: np.ndarray) -> np.ndarray:
         """The commanded rotation D as a canonical quaternion in the action frame."""
         if self.action_mode == "discrete":
-            try:
-                index = operator.index(action)  # ints, numpy ints and 0-d integer arrays
-            except TypeError:
-                index = -1
-            if not 0 <= index < len(_DISCRETE_AXES):
-                raise ValueError(f"discrete action must be an integer in 0..5, got {action!r}")
+            index = discrete_index(action, len(_DISCRETE_AXES), "discrete action")
             return canonical(rotvec_to_quat(_DISCRETE_AXES[index] * self.max_step_angle))
         expected = (3,) if self.action_mode == "relative" else (4,)
         a = np.asarray(action, dtype=np.float64)
