@@ -35,7 +35,9 @@ def train_main(args: list[str]) -> None:
         elif arg.startswith("--preset="):
             preset = arg.split("=", 1)[1]
     cfg = tyro.cli(TrainConfig, default=preset_config(preset), args=args, prog="seqjepa-gym train")
-    print(f"last checkpoint: {train(cfg)}")
+    last = train(cfg)
+    if last is not None:  # rank 0 (or a single process) writes the checkpoints
+        print(f"last checkpoint: {last}")
 
 
 def main(args: list[str] | None = None) -> None:
