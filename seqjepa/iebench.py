@@ -47,14 +47,23 @@ def export_iebench(data: RolloutDataset, out: str | Path, quality: int = 95) -> 
             tmp = folder / f".image_{k}.jpg.tmp"
             Image.fromarray(np.asarray(view)).save(tmp, format="JPEG", quality=quality)
             os.replace(tmp, folder / f"image_{k}.jpg")
-            np.save(folder / f"latent_{k}.npy", np.asarray(latent, np.float32), allow_pickle=False)
+            _save_atomic(folder / f"latent_{k}.npy", np.asarray(latent, np.float32))
         split = "train" if episode["split"] == "train" else "val"
         index[split][0].append(f"{category}/{object_id}")
         index[split][1].append(episode["label"])
     for split, (images, labels) in index.items():
-        np.save(out / f"{split}_images.npy", np.array(images, dtype=str), allow_pickle=False)
-        np.save(out / f"{split}_labels.npy", np.array(labels, dtype=np.int64), allow_pickle=False)
+        # Index files last: a folder without them is visibly unfinished, never half-indexed.
+        _save_atomic(out / f"{split}_images.npy", np.array(images, dtype=str))
+        _save_atomic(out / f"{split}_labels.npy", np.array(labels, dtype=np.int64))
     return out
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save via a temporary sibling and a rename (no pickle)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
 
 
 class IEBenchDataset:
