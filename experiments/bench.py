@@ -23,6 +23,7 @@ from tqdm import tqdm
 import envs  # noqa: F401  (registers the ids gym.make_vec uses)
 from assets import ProceduralCatalog
 from envs.rotate import RotateEnv
+from seqjepa.rollouts import write_text_atomic
 
 
 @dataclass
@@ -273,9 +274,7 @@ def run(cfg: BenchConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2))
     print(f"\nrecord: {path}")
     return record
 
