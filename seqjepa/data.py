@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from seqjepa.iebench import IEBenchDataset
-from seqjepa.rollouts import RolloutDataset
+from seqjepa.rollouts import SPLITS, RolloutDataset
 
 MODES = ("window", "subset")
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
@@ -61,7 +61,8 @@ class SequenceDataset(Dataset):
         mode: "window" (recordings only) or "subset".
         action_key: "actions" or "rel_quats" (recordings, window mode).
         seed: the randomness of subsets.
-        split: 3DIEBench split when ``source`` is a path ("train" or "val").
+        split: the episodes to use: a recording's split ("train", "val", "test"; None for all),
+            or the 3DIEBench split when ``source`` is a path ("train" or "val").
     """
 
     def __init__(
@@ -71,7 +72,7 @@ class SequenceDataset(Dataset):
         mode: str = "window",
         action_key: str = "actions",
         seed: int = 0,
-        split: str = "train",
+        split: str | None = "train",
     ) -> None:
         if isinstance(source, (str, Path)):
             source = (
@@ -99,6 +100,10 @@ class SequenceDataset(Dataset):
             raise ValueError(f"action_key must be 'actions' or 'rel_quats', got {action_key!r}")
         self.num_classes = len(source.meta.get("categories") or []) or 1000
         lengths = self._episode_lengths()
+        if split is not None:
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)} or None")
+            lengths[self.episode_splits() != SPLITS.index(split)] = 0  # never drawn
         if mode == "window":
             self._items = np.array(
                 [(e, s) for e, n in enumerate(lengths) for s in range(n - self.length + 1)],
@@ -107,7 +112,7 @@ class SequenceDataset(Dataset):
         else:
             self._items = np.flatnonzero(lengths >= self.length)
         if len(self._items) == 0:
-            raise ValueError(f"no episode holds {self.length} observations")
+            raise ValueError(f"no episode of split {split!r} holds {self.length} observations")
         first = source.shard_arrays(0)
         key = "orientations" if mode == "subset" else action_key
         if key not in first:
@@ -115,10 +120,15 @@ class SequenceDataset(Dataset):
         self.action_dim = 4 if mode == "subset" else int(first[action_key].shape[1])
 
     def _episode_lengths(self) -> np.ndarray:
-        lengths = []
-        for k in range(len(self.source._shards)):
-            lengths.extend(np.diff(self.source.shard_arrays(k)["offsets"]).tolist())
-        return np.array(lengths, dtype=np.int64)
+        return self._per_episode(lambda a: np.diff(a["offsets"]))
+
+    def episode_splits(self) -> np.ndarray:
+        """Each episode's split, as an index into seqjepa.rollouts.SPLITS."""
+        return self._per_episode(lambda a: a["splits"])
+
+    def _per_episode(self, field) -> np.ndarray:
+        shards = range(len(self.source._shards))
+        return np.concatenate([field(self.source.shard_arrays(k)) for k in shards]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self._items)

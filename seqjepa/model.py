@@ -47,6 +47,9 @@ class ModelConfig:
     """Aggregator dropout."""
     predictor_hidden: int = 1024
     """Hidden width of the predictor MLP."""
+    use_actions: bool = True
+    """Condition on actions. False is the paper's no-action ablation: every action the
+    aggregator and the predictor see is zero (so is every projected action)."""
 
 
 class SeqJEPA(nn.Module):
@@ -123,7 +126,7 @@ class SeqJEPA(nn.Module):
             )
         slots = torch.zeros(batch, m, self.config.action_proj_dim, device=z.device, dtype=z.dtype)
         if m > 1:
-            projected = self.action_proj(transitions.reshape(-1, transitions.shape[-1]).to(z))
+            projected = self._project(transitions.reshape(-1, transitions.shape[-1]).to(z))
             slots[:, :-1] = projected.reshape(batch, m - 1, -1)
         tokens = torch.cat([z, slots], dim=-1)
         tokens = torch.cat([self.agg_token.expand(batch, -1, -1).to(z), tokens], dim=1)
@@ -131,7 +134,12 @@ class SeqJEPA(nn.Module):
 
     def predict(self, z_agg: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The predicted representation of the view that ``action`` (B, A) leads to."""
-        return self.predictor(torch.cat([z_agg, self.action_proj(action.to(z_agg))], dim=-1))
+        return self.predictor(torch.cat([z_agg, self._project(action.to(z_agg))], dim=-1))
+
+    def _project(self, actions: torch.Tensor) -> torch.Tensor:
+        if not self.config.use_actions:
+            actions = torch.zeros_like(actions)
+        return self.action_proj(actions)
 
     def loss(
         self, views: torch.Tensor, actions: torch.Tensor
@@ -150,7 +158,8 @@ class SeqJEPA(nn.Module):
         prediction = self.predict(z_agg, actions[:, -1])
         with torch.no_grad():
             target = self.encode(views[:, -1], target=True)
-        cosine = F.cosine_similarity(prediction, target.detach(), dim=-1)
+        # in fp32: under bf16 autocast a cosine near 1 is quantised to steps of 1/256
+        cosine = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
         extras = {
             "z": z.detach(),
             "z_agg": z_agg.detach(),

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seqjepa.data import SequenceDataset, StepBatchSampler, SyntheticSequences
+from seqjepa.methods import build_model, check_method, method_model_config, method_views
 from seqjepa.metrics import effective_rank
 from seqjepa.model import ModelConfig, SeqJEPA, ema_momentum
 from seqjepa.probes import OnlineProbes
@@ -59,6 +60,12 @@ class TrainConfig:
     """Optimizer steps."""
     resume: bool = False
     """Continue the run in ``out`` from its latest checkpoint."""
+    method: str = "seqjepa"
+    """What to train (seqjepa/methods.py): seqjepa, no-action (actions zeroed), m1 (M_tr = 1:
+    2 views per sequence, overriding --views), vicreg (invariance-only two-view baseline)."""
+    split: str = "train"
+    """Split of recorded episodes to train on (train, val, test, or all); evaluation probes
+    score on the instances this leaves out."""
     stop_after: int = 0
     """Stop this invocation after this many steps (0: run to ``steps``); the schedule still
     spans ``steps``, so a later --resume continues the same run (preemptible jobs)."""
@@ -171,7 +178,9 @@ def action_use_gap(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> float
         shuffled = actions[order.to(actions.device)]
         z_agg = model.aggregate_z(extras["z"], shuffled[:, 1:-1])
         prediction = model.predict(z_agg, shuffled[:, -1])
-        cosine = torch.nn.functional.cosine_similarity(prediction, extras["target"], dim=-1)
+        cosine = torch.nn.functional.cosine_similarity(
+            prediction.float(), extras["target"].float(), dim=-1
+        )
     return float(extras["cosine"].mean() - cosine.mean())
 
 
@@ -252,6 +261,12 @@ def train(cfg: TrainConfig) -> Path | None:
     """
     if (bool(cfg.data) + bool(cfg.env) + bool(cfg.synthetic)) != 1:
         raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
+    check_method(cfg.method)
+    cfg = dataclasses.replace(
+        cfg,
+        views=method_views(cfg.method, cfg.views),
+        model=method_model_config(cfg.method, cfg.model),
+    )
     rank, world, device = _distributed(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +277,8 @@ def train(cfg: TrainConfig) -> Path | None:
             cfg.env, cfg.views, json.loads(cfg.env_kwargs), seed=cfg.seed, workers=cfg.workers
         )
     else:
-        source = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed)
+        split = None if cfg.split == "all" else cfg.split
+        source = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed, split)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, action_dim=source.action_dim)
     )
@@ -272,7 +288,7 @@ def train(cfg: TrainConfig) -> Path | None:
             f"{cfg.accumulate} micro-batches"
         )
     torch.manual_seed(cfg.seed)
-    model = SeqJEPA(cfg.model).to(device)
+    model = build_model(cfg.method, cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
     start, state = 0, {}
     if cfg.resume:
@@ -469,14 +485,16 @@ def _monitor(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> dict[str, f
     z = extras["z"].reshape(-1, extras["z"].shape[-1]).float()
     rank = effective_rank(z)
     std = float(torch.nn.functional.normalize(z, dim=-1).std(dim=0).mean())
-    gap = action_use_gap(model, extras, actions)
+    row = {"effective_rank": rank, "z_std": std}
+    if "target" in extras:  # a predictive model (VICReg has no predictor)
+        row["action_use_gap"] = action_use_gap(model, extras, actions)
     if rank < 0.05 * min(z.shape) or std < 0.01:
         warnings.warn(
             f"representation collapse? effective rank {rank:.1f} of {min(z.shape)}, "
             f"per-dimension std {std:.4f}",
             stacklevel=2,
         )
-    return {"effective_rank": rank, "z_std": std, "action_use_gap": gap}
+    return row
 
 
 def _checkpoint(out: Path, model, optimizer, probes, cfg: TrainConfig, step: int) -> Path:
