@@ -16,3 +16,28 @@ def effective_rank(z: torch.Tensor) -> float:
     p = singular / singular.sum().clamp_min(1e-12)
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
     return float(torch.exp(entropy))
+
+
+def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """R^2 as the mean over output dimensions of 1 - SS_res / SS_tot (sklearn's
+    "uniform_average", CONVENTIONS.md; SIE's single global mean is a different number)."""
+    prediction, target = prediction.double(), target.double()
+    residual = ((target - prediction) ** 2).sum(dim=0)
+    total = ((target - target.mean(dim=0)) ** 2).sum(dim=0)
+    if bool((total == 0).any()):
+        raise ValueError("R^2 is undefined for a constant target dimension")
+    return float((1 - residual / total).mean())
+
+
+def canonical_quat(q: torch.Tensor) -> torch.Tensor:
+    """xyzw quaternions with the sign that makes w >= 0 (q and -q are one rotation)."""
+    return torch.where(q[..., 3:] < 0, -q, q)
+
+
+def geodesic_deg(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Angle in degrees between rotations: 2 arccos |<q_hat, q>| with q_hat normalised first
+    (CONVENTIONS.md); sign-blind, so canonicalisation does not matter here."""
+    q_hat = torch.nn.functional.normalize(prediction.double(), dim=-1)
+    q = torch.nn.functional.normalize(target.double(), dim=-1)
+    dot = (q_hat * q).sum(dim=-1).abs().clamp(max=1.0)
+    return torch.rad2deg(2 * torch.arccos(dot))

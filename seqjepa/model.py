@@ -47,6 +47,10 @@ class ModelConfig:
     """Aggregator dropout."""
     predictor_hidden: int = 1024
     """Hidden width of the predictor MLP."""
+    target_norm: str = "none"
+    """Normalise the EMA target over the batch before the cosine: none (the paper), center
+    (subtract the batch mean: the shared direction of all z no longer dominates the loss), or
+    standardise (also divide by the per-dimension std). An option for the equivariance study."""
     use_actions: bool = True
     """Condition on actions. False is the paper's no-action ablation: every action the
     aggregator and the predictor see is zero (so is every projected action)."""
@@ -157,7 +161,7 @@ class SeqJEPA(nn.Module):
         z_agg, z = self.aggregate(views[:, :-1], actions[:, 1:-1])
         prediction = self.predict(z_agg, actions[:, -1])
         with torch.no_grad():
-            target = self.encode(views[:, -1], target=True)
+            target = normalise_target(self.encode(views[:, -1], target=True).float(), self.config)
         # in fp32: under bf16 autocast a cosine near 1 is quantised to steps of 1/256
         cosine = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
         extras = {
@@ -187,6 +191,21 @@ class SeqJEPA(nn.Module):
             self.target_encoder.buffers(), self.encoder.buffers(), strict=True
         ):
             target.copy_(online)
+
+
+TARGET_NORMS = ("none", "center", "standardise")
+
+
+def normalise_target(target: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The target as ModelConfig.target_norm says (batch statistics, no gradient)."""
+    if config.target_norm not in TARGET_NORMS:
+        raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {config.target_norm!r}")
+    if config.target_norm == "none" or len(target) < 2:
+        return target
+    target = target - target.mean(dim=0)
+    if config.target_norm == "standardise":
+        target = target / target.std(dim=0).clamp_min(1e-6)
+    return target
 
 
 def ema_momentum(step: int, total_steps: int, base: float = 0.996) -> float:

@@ -1,0 +1,514 @@
+"""`seqjepa-gym eval`: a frozen model, probes on held-out instances, metrics.json.
+
+    seqjepa-gym eval --checkpoint runs/train --data runs/dataset --out runs/eval
+
+Protocol (ANCHORS.md, with its known weaknesses fixed; docs/evaluation.md is the long version):
+
+- The model is frozen in eval mode (BatchNorm statistics frozen). ``--random-encoder`` evaluates
+  the same architecture untrained, its BatchNorm statistics first recalibrated on train-split
+  sequences (CONVENTIONS.md).
+- Episodes of the recording's train split are the probes' training data; a fixed fraction of
+  their instances is held out to choose probe hyper-parameters (weight decay; the
+  early-stopping step); the probes are scored once on the val and test splits, whose
+  instances pretraining never saw.
+- Each episode's first L = max(m_vals) observations, in recorded order, are one sequence; the
+  model sees them with the transitions it was trained on (relative rotations from the
+  orientations for ``mode=subset`` runs, the recorded actions for ``mode=window`` runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from seqjepa.data import relative_rotations
+from seqjepa.methods import build_model
+from seqjepa.metrics import effective_rank, geodesic_deg, r2_score
+from seqjepa.model import normalise_target
+from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
+from seqjepa.rollouts import SPLITS, DatasetError, RolloutDataset, write_json_atomic
+from seqjepa.train import (
+    TrainConfig,
+    config_from_dict,
+    latest_checkpoint,
+    load_checkpoint,
+    resolve_device,
+)
+
+SCHEMA = "seqjepa-gym-metrics"
+SCHEMA_VERSION = 1
+#: The three path-integration conditions (ANCHORS.md).
+CONDITIONS = ("views_actions", "views_only", "actions_only")
+#: Scene latents (CONVENTIONS.md ``latents`` columns 3..6) probed from z where recorded.
+LATENT_NAMES = ("floor_hue", "light_theta", "light_phi", "light_hue")
+#: The pose error's name: mean geodesic degrees, or mean distance in position units.
+ERROR_KEY = {"rotation": "geodesic_deg", "displacement": "error"}
+BLANK_LEVEL = 128  # a blank view is uniform mid-grey: no object, no scene
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation of a frozen model on a recorded dataset."""
+
+    checkpoint: str = ""
+    """Checkpoint file, or a training run folder (its latest checkpoint)."""
+    data: str = ""
+    """Recorded dataset (seqjepa-gym collect) with train and val/test-split episodes."""
+    out: str = "runs/eval"
+    """Folder for metrics.json."""
+    random_encoder: bool = False
+    """Evaluate the checkpoint's architecture untrained (BatchNorm recalibrated) instead."""
+    m_vals: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Numbers of observed views for the z_AGG class probe."""
+    path_m_vals: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    """Numbers of observed views for path integration (>= 2: one view has no path)."""
+    pairs_per_episode: int = 56
+    """Ordered view pairs per episode for the relative-pose probe (8 views have 56)."""
+    heldout: float = 0.2
+    """Fraction of train-split instances held out to choose probe hyper-parameters."""
+    probe: MLPProbeConfig = field(default_factory=MLPProbeConfig)
+    """The regression probe (relative, individual and path-integrated pose; latents)."""
+    batch_size: int = 64
+    """Episodes per forward pass."""
+    recalibration_batches: int = 16
+    """Train-split batches that recalibrate BatchNorm for --random-encoder."""
+    device: str = "auto"
+    """cpu, cuda, or auto."""
+    seed: int = 0
+    """Random encoder weights, held-out instances, pair sampling and probes."""
+
+
+# -- the model
+
+
+def load_model(cfg: EvalConfig) -> tuple[torch.nn.Module, TrainConfig, dict[str, Any]]:
+    """The frozen model (or its untrained twin), its training config, and what it is."""
+    path = Path(cfg.checkpoint)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise ValueError(f"{path}: no checkpoint in this run folder")
+        path = found
+    state = load_checkpoint(path)
+    train_cfg = config_from_dict(state["config"])
+    torch.manual_seed(cfg.seed)
+    model = build_model(train_cfg.method, train_cfg.model)
+    if not cfg.random_encoder:
+        model.load_state_dict(state["model"])
+    info = {
+        "checkpoint": str(path),
+        "method": "random-encoder" if cfg.random_encoder else train_cfg.method,
+        "trained_method": train_cfg.method,
+        "step": 0 if cfg.random_encoder else int(state["step"]),
+        "views_per_sequence": train_cfg.views,
+        "mode": train_cfg.mode,
+        "action_key": train_cfg.action_key,
+    }
+    return model, train_cfg, info
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, sequences, batches: int) -> None:
+    """Re-estimate every BatchNorm's running statistics (a cumulative average over
+    ``batches`` (views, actions) batches) without touching any weight."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for _, (views, actions) in zip(range(batches), sequences, strict=False):
+        model.loss(views, actions)
+    model.eval()
+
+
+# -- the data
+
+
+@dataclass
+class Episodes:
+    """The first L observations of every usable episode, as arrays (E, L, ...)."""
+
+    views: np.ndarray
+    transitions: np.ndarray  # (E, L, A): [:, t] leads to view t; [:, 0] unused
+    poses: np.ndarray  # (E, L, 4) orientations, or (E, L, 2) fixation positions
+    pose_kind: str  # "rotation" or "displacement"
+    latents: np.ndarray | None  # (E, L, 7) or None
+    labels: np.ndarray
+    splits: np.ndarray
+    instances: np.ndarray
+
+
+def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> Episodes:
+    """Every episode with >= ``length`` observations, cut to its first ``length``."""
+    parts: dict[str, list] = {k: [] for k in Episodes.__dataclass_fields__}
+    for k in range(len(data._shards)):
+        arrays = data.shard_arrays(k)
+        offsets = arrays["offsets"]
+        if "orientations" in arrays:
+            pose_key, kind = "orientations", "rotation"
+        elif "positions" in arrays:
+            pose_key, kind = "positions", "displacement"
+        else:
+            raise DatasetError(f"{data.root}: no orientations or positions to probe poses with")
+        for e, (start, stop) in enumerate(itertools.pairwise(offsets)):
+            if stop - start < length:
+                continue
+            window = slice(int(start), int(start) + length)
+            poses = np.asarray(arrays[pose_key][window], np.float64)
+            if train_cfg.mode == "subset":
+                transitions = relative_rotations(poses)
+            else:
+                transitions = np.asarray(arrays[train_cfg.action_key][window], np.float32)
+            parts["views"].append(np.asarray(arrays["views"][window]))
+            parts["transitions"].append(transitions)
+            parts["poses"].append(poses)
+            if "latents" in arrays:
+                parts["latents"].append(np.asarray(arrays["latents"][window]))
+            parts["labels"].append(int(arrays["labels"][e]))
+            parts["splits"].append(int(arrays["splits"][e]))
+            parts["instances"].append(int(arrays["instances"][e]))
+    if not parts["views"]:
+        raise DatasetError(f"{data.root}: no episode holds {length} observations")
+    return Episodes(
+        views=np.stack(parts["views"]),
+        transitions=np.stack(parts["transitions"]).astype(np.float32),
+        poses=np.stack(parts["poses"]),
+        pose_kind=kind,
+        latents=np.stack(parts["latents"]) if parts["latents"] else None,
+        labels=np.array(parts["labels"]),
+        splits=np.array(parts["splits"]),
+        instances=np.array(parts["instances"]),
+    )
+
+
+def probe_roles(episodes: Episodes, heldout: float, seed: int) -> dict[str, np.ndarray]:
+    """Episode indices of the probe's fit, held-out (train-split instances held out whole)
+    and test (val and test splits) sets."""
+    train = np.flatnonzero(episodes.splits == SPLITS.index("train"))
+    test = np.flatnonzero(episodes.splits != SPLITS.index("train"))
+    if len(test) == 0 or len(train) == 0:
+        raise DatasetError(
+            "evaluation needs train-split and val/test-split episodes: collect with "
+            "--env-kwargs '{\"split\": null, ...}' (objects from every split)"
+        )
+    keys = episodes.labels[train] * 1_000_003 + episodes.instances[train]
+    unique = np.unique(keys)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    held_keys = rng.choice(unique, max(1, round(heldout * len(unique))), replace=False)
+    is_held = np.isin(keys, held_keys)
+    return {"fit": train[~is_held], "held": train[is_held], "test": test}
+
+
+# -- features
+
+
+@dataclass
+class Features:
+    z: torch.Tensor  # (E, L, D)
+    agg: dict[str, dict[int, torch.Tensor]]  # condition -> M -> (E, d_model)
+    gap: dict[str, float] | None
+
+
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module,
+    episodes: Episodes,
+    cfg: EvalConfig,
+    context: int,
+    device: torch.device,
+) -> Features:
+    """Per-view z and z_AGG in the three conditions, for every episode; the action-use gap
+    (with ``context`` observed views) where the model predicts."""
+    model.eval()
+    total, length = len(episodes.views), episodes.views.shape[1]
+    blank_view = torch.full((1, *episodes.views.shape[2:]), BLANK_LEVEL, dtype=torch.uint8)
+    blank = model.encode(blank_view.to(device))[0]
+    agg_ms = sorted(set(cfg.m_vals) | set(cfg.path_m_vals))
+    zs, agg = [], {c: {m: [] for m in agg_ms} for c in CONDITIONS}
+    cosines: dict[str, list] = {"true": [], "shuffled": []}
+    predictive = hasattr(model, "predict") and context < length
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    for start in tqdm(range(0, total, cfg.batch_size), desc="features", unit="batch", leave=False):
+        views = torch.from_numpy(episodes.views[start : start + cfg.batch_size]).to(device)
+        transitions = torch.from_numpy(episodes.transitions[start : start + cfg.batch_size])
+        transitions = transitions.to(device)[:, 1:]
+        z = model.encode(views)
+        zs.append(z.float().cpu())
+        for m in agg_ms:
+            moves = transitions[:, : m - 1]
+            agg["views_actions"][m].append(model.aggregate_z(z[:, :m], moves).cpu())
+            if m in cfg.path_m_vals:
+                zeroed = torch.zeros_like(moves)
+                agg["views_only"][m].append(model.aggregate_z(z[:, :m], zeroed).cpu())
+                blind = blank.expand(len(z), m, -1)
+                agg["actions_only"][m].append(model.aggregate_z(blind, moves).cpu())
+        if predictive and len(z) > 1:
+            target = normalise_target(model.encode(views[:, context], target=True), model.config)
+            order = torch.randperm(len(z), generator=shuffle).to(device)
+            for name, moves in (("true", transitions), ("shuffled", transitions[order])):
+                z_agg = model.aggregate_z(z[:, :context], moves[:, : context - 1])
+                prediction = model.predict(z_agg, moves[:, context - 1]).float()
+                cosines[name].append(torch.cosine_similarity(prediction, target, dim=-1).cpu())
+    gap = None
+    if predictive:
+        true, shuffled = torch.cat(cosines["true"]), torch.cat(cosines["shuffled"])
+        gap = {
+            "cosine": float(true.mean()),
+            "cosine_shuffled_actions": float(shuffled.mean()),
+            "gap": float(true.mean() - shuffled.mean()),
+        }
+    return Features(
+        z=torch.cat(zs),
+        agg={c: {m: torch.cat(v) for m, v in d.items() if v} for c, d in agg.items()},
+        gap=gap,
+    )
+
+
+# -- poses
+
+
+def relative_pose(episodes: Episodes, e: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The pose change from view i to view j of episode e: rel_quat R_i^-1 R_j (w >= 0), or
+    the fixation displacement p_j - p_i."""
+    a, b = episodes.poses[e, i], episodes.poses[e, j]
+    if episodes.pose_kind == "displacement":
+        return b - a
+    rel = (Rotation.from_quat(a).inv() * Rotation.from_quat(b)).as_quat()
+    return np.where(rel[:, 3:] < 0, -rel, rel)
+
+
+def absolute_pose(episodes: Episodes, e: np.ndarray, i: np.ndarray) -> np.ndarray:
+    pose = episodes.poses[e, i]
+    if episodes.pose_kind == "rotation":
+        pose = np.where(pose[:, 3:] < 0, -pose, pose)
+    return pose
+
+
+def pose_error(episodes: Episodes, prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean geodesic error in degrees (rotations) or mean Euclidean error (displacements)."""
+    if episodes.pose_kind == "rotation":
+        return float(geodesic_deg(prediction, target).mean())
+    return float((prediction.double() - target.double()).norm(dim=-1).mean())
+
+
+def view_pairs(
+    episodes: np.ndarray, length: int, per_episode: int, consecutive: bool, rng
+) -> tuple[np.ndarray, ...]:
+    """(episode, i, j) index arrays: all consecutive pairs, or ``per_episode`` ordered pairs of
+    distinct views per episode (all of them when there are no more)."""
+    if consecutive:
+        i = np.arange(length - 1)
+        pairs = np.stack([i, i + 1], axis=1)
+    else:
+        i, j = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
+        pairs = np.stack([i.ravel(), j.ravel()], axis=1)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    chosen = np.stack([pairs] * len(episodes))
+    if not consecutive and per_episode < len(pairs):
+        picks = np.stack([rng.choice(len(pairs), per_episode, replace=False) for _ in episodes])
+        chosen = pairs[picks]
+    e = np.repeat(episodes, chosen.shape[1])
+    return e, chosen[..., 0].ravel(), chosen[..., 1].ravel()
+
+
+# -- probes
+
+
+def _regress(episodes: Episodes, cfg: EvalConfig, sets: dict[str, Samples]) -> dict[str, float]:
+    scores, prediction = fit_mlp_regressor(sets["fit"], sets["held"], sets["test"], cfg.probe)
+    scores[ERROR_KEY[episodes.pose_kind]] = pose_error(episodes, prediction, sets["test"].targets)
+    return scores
+
+
+def _pair_samples(features: Features, episodes: Episodes, e, i, j) -> Samples:
+    z = features.z
+    e_t, i_t, j_t = (torch.from_numpy(a) for a in (e, i, j))
+    return Samples(
+        lambda k: torch.cat([z[e_t[k], i_t[k]], z[e_t[k], j_t[k]]], dim=-1),
+        torch.from_numpy(relative_pose(episodes, e, i, j)),
+    )
+
+
+def _views_of(index: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.repeat(index, length), np.tile(np.arange(length), len(index))
+
+
+def _classification(
+    features: Features, episodes: Episodes, roles: dict[str, np.ndarray], cfg: EvalConfig
+) -> dict[str, Any]:
+    """Linear probes: single-view z (every view of an episode is a sample) and z_AGG per M."""
+    num_classes = int(episodes.labels.max()) + 1
+    labels = torch.from_numpy(episodes.labels)
+    length = features.z.shape[1]
+
+    def single(index: np.ndarray) -> Samples:
+        e, v = _views_of(index, length)
+        return Samples(features.z[e, v], labels[e])
+
+    def aggregate(m: int):
+        return lambda index: Samples(features.agg["views_actions"][m][index], labels[index])
+
+    def probe(make) -> dict[str, float]:
+        sets = [make(roles[r]) for r in ("fit", "held", "test")]
+        return fit_linear_classifier(*sets, num_classes=num_classes)
+
+    return {
+        "chance": float(np.bincount(episodes.labels[roles["test"]]).max() / len(roles["test"])),
+        "single_view": probe(single),
+        "aggregate": {str(m): probe(aggregate(m)) for m in cfg.m_vals},
+    }
+
+
+def _latents(
+    features: Features, episodes: Episodes, roles: dict[str, np.ndarray], cfg: EvalConfig
+) -> dict[str, Any]:
+    """R^2 of each recorded scene latent (floor hue, light direction and hue) from z."""
+    if episodes.latents is None:
+        return {}
+    length = features.z.shape[1]
+    flat = episodes.latents[..., 3:].reshape(-1, len(LATENT_NAMES))
+    present = [k for k in range(len(LATENT_NAMES)) if np.isfinite(flat[:, k]).all()]
+    present = [k for k in present if flat[:, k].std() > 0]
+    if not present:
+        return {}
+    sets = {}
+    for role, index in roles.items():
+        e, v = _views_of(index, length)
+        targets = torch.from_numpy(episodes.latents[e, v][:, [3 + k for k in present]])
+        sets[role] = Samples(features.z[e, v], targets)
+    scores, prediction = fit_mlp_regressor(sets["fit"], sets["held"], sets["test"], cfg.probe)
+    target = sets["test"].targets
+    per = {
+        LATENT_NAMES[k]: r2_score(prediction[:, [c]], target[:, [c]]) for c, k in enumerate(present)
+    }
+    return {"r2": scores["r2"], "per_latent_r2": per}
+
+
+def _train_sequences(episodes: Episodes, roles, views: int, cfg: EvalConfig, device):
+    """(views, actions) batches of train-split episodes' first ``views`` observations."""
+    train = np.concatenate([roles["fit"], roles["held"]])
+    for start in range(0, len(train), cfg.batch_size):
+        index = train[start : start + cfg.batch_size]
+        yield (
+            torch.from_numpy(episodes.views[index, :views]).to(device),
+            torch.from_numpy(episodes.transitions[index, :views]).to(device),
+        )
+
+
+# -- the suite
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the suite; write ``cfg.out``/metrics.json; return the metrics."""
+    tick = time.perf_counter()
+    if min(cfg.m_vals) < 1 or (cfg.path_m_vals and min(cfg.path_m_vals) < 2):
+        raise ValueError("m_vals must be >= 1 and path_m_vals >= 2")
+    device = resolve_device(cfg.device)
+    model, train_cfg, model_info = load_model(cfg)
+    model = model.to(device)
+    data = RolloutDataset(cfg.data)
+    length = max(*cfg.m_vals, *cfg.path_m_vals, train_cfg.views)
+    episodes = load_episodes(data, length, train_cfg)
+    if episodes.transitions.shape[-1] != model.config.action_dim:
+        raise ValueError(
+            f"the model takes {model.config.action_dim}-d actions, the dataset gives "
+            f"{episodes.transitions.shape[-1]}-d ones: evaluate on the kind of data it learnt"
+        )
+    roles = probe_roles(episodes, cfg.heldout, cfg.seed)
+    if cfg.random_encoder:
+        batches = _train_sequences(episodes, roles, train_cfg.views, cfg, device)
+        recalibrate_batchnorm(model, batches, cfg.recalibration_batches)
+    features = extract_features(model, episodes, cfg, train_cfg.views - 1, device)
+    rng = np.random.default_rng([cfg.seed, 0x9A125])
+    stages = tqdm(total=5, desc="probes", unit="probe set", leave=False)
+
+    def stage(result):
+        stages.update()
+        return result
+
+    def pairs(consecutive: bool) -> dict[str, float]:
+        sets = {
+            role: _pair_samples(
+                features,
+                episodes,
+                *view_pairs(index, length, cfg.pairs_per_episode, consecutive, rng),
+            )
+            for role, index in roles.items()
+        }
+        return _regress(episodes, cfg, sets)
+
+    def individual() -> dict[str, float]:
+        sets = {}
+        for role, index in roles.items():
+            e, v = _views_of(index, length)
+            sets[role] = Samples(features.z[e, v], torch.from_numpy(absolute_pose(episodes, e, v)))
+        return _regress(episodes, cfg, sets)
+
+    def path(condition: str) -> dict[str, Any]:
+        """One probe per condition, fitted on every M of path_m_vals pooled (7x cheaper than a
+        probe per M; with independent views the target's distribution is the same for every
+        M), scored per M."""
+        sets, groups = {}, np.zeros(0)
+        for role, index in roles.items():
+            first = np.zeros_like(index)
+            inputs = [features.agg[condition][m][index] for m in cfg.path_m_vals]
+            targets = [
+                relative_pose(episodes, index, first, np.full_like(index, m - 1))
+                for m in cfg.path_m_vals
+            ]
+            sets[role] = Samples(torch.cat(inputs), torch.from_numpy(np.concatenate(targets)))
+            groups = np.repeat(cfg.path_m_vals, len(index))  # the test set's, in the end
+        scores, prediction = fit_mlp_regressor(sets["fit"], sets["held"], sets["test"], cfg.probe)
+        per_m = {}
+        for m in cfg.path_m_vals:
+            mine = torch.from_numpy(groups == m)
+            target = sets["test"].targets[mine]
+            per_m[str(m)] = {
+                "r2": r2_score(prediction[mine], target),
+                ERROR_KEY[episodes.pose_kind]: pose_error(episodes, prediction[mine], target),
+            }
+        return {"probe": scores, "per_m": per_m}
+
+    metrics: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "model": model_info,
+        "data": {
+            "path": str(cfg.data),
+            "env_id": data.meta.get("env_id"),
+            "categories": len(data.meta.get("categories") or []),
+            "views_per_episode": length,
+            "episodes": {role: len(index) for role, index in roles.items()},
+            "pose": episodes.pose_kind,
+        },
+        "protocol": {
+            "r2": "mean over output dimensions of 1 - SS_res/SS_tot (sklearn uniform_average)",
+            "linear_probe": "L-BFGS logistic regression; L2 chosen on held-out train instances",
+            "mlp_probe": dataclasses.asdict(cfg.probe),
+            "heldout_fraction": cfg.heldout,
+            "blank_view": f"uniform grey {BLANK_LEVEL}",
+        },
+        "classification": stage(_classification(features, episodes, roles, cfg)),
+        "relative_pose": stage({"random_pairs": pairs(False), "consecutive_pairs": pairs(True)}),
+        "individual_pose": stage(individual()),
+        "path_integration": stage({c: path(c) for c in CONDITIONS} if cfg.path_m_vals else {}),
+        "latents": stage(_latents(features, episodes, roles, cfg)),
+    }
+    stages.close()
+    test_z = features.z[roles["test"]].reshape(-1, features.z.shape[-1])
+    metrics["effective_rank"] = {"value": effective_rank(test_z), "views": len(test_z)}
+    metrics["action_use"] = features.gap
+    metrics["seconds"] = round(time.perf_counter() - tick, 1)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics

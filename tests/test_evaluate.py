@@ -1,0 +1,177 @@
+"""The evaluation suite: metrics against hand-computed values, probes on planted signal, the
+baselines' mechanics, and a tiny collect -> train -> eval run whose metrics.json validates."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from experiments.collect import CollectConfig
+from experiments.collect import run as collect
+from seqjepa.evaluate import EvalConfig, evaluate, recalibrate_batchnorm, relative_pose
+from seqjepa.methods import build_model
+from seqjepa.metrics import canonical_quat, effective_rank, geodesic_deg, r2_score
+from seqjepa.model import ModelConfig, normalise_target
+from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
+from seqjepa.train import PRESETS, preset_config, train
+from seqjepa.vicreg import vicreg_loss
+
+TINY: ModelConfig = PRESETS["tiny"]["model"]
+SCHEMA = json.loads((Path(__file__).parents[1] / "seqjepa" / "metrics.schema.json").read_text())
+
+
+def test_r2_geodesic_and_effective_rank_match_hand_computed_values():
+    target = torch.tensor([[1.0, 0.0], [2.0, 2.0], [3.0, 4.0]])
+    prediction = torch.tensor([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])
+    # column 0: SS_res 1, SS_tot 2 -> 0.5; column 1: SS_res 1, SS_tot 8 -> 0.875; mean 0.6875
+    assert r2_score(prediction, target) == pytest.approx(0.6875)
+    with pytest.raises(ValueError, match="constant"):
+        r2_score(prediction, torch.ones(3, 2))
+    quarter = torch.tensor(Rotation.from_euler("z", 90, degrees=True).as_quat())
+    identity = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    assert float(geodesic_deg(quarter, identity)) == pytest.approx(90)
+    # sign-blind, and the prediction is normalised first
+    assert float(geodesic_deg(-3 * quarter, quarter)) == pytest.approx(0, abs=1e-5)
+    # effective rank: k orthogonal directions of equal spread give exactly k
+    basis = torch.eye(16)[:5]
+    z = torch.cat([basis, -basis]) * 3  # centred already
+    assert effective_rank(z) == pytest.approx(5, rel=1e-5)
+    assert effective_rank(torch.cat([z, z[:1] * 0])) < 5.01
+
+
+def test_quaternion_targets_are_sign_canonical():
+    q = torch.tensor(Rotation.random(100, random_state=0).as_quat())
+    canonical = canonical_quat(q)
+    assert (canonical[:, 3] >= 0).all() and torch.allclose(canonical_quat(-q), canonical)
+
+    class Ep:  # the fields relative_pose reads
+        poses = Rotation.random((10 * 3), random_state=1).as_quat().reshape(10, 3, 4)
+        pose_kind = "rotation"
+
+    e, i, j = np.arange(10), np.zeros(10, int), np.full(10, 2)
+    rel = relative_pose(Ep, e, i, j)
+    assert (rel[:, 3] >= 0).all()
+    expected = Rotation.from_quat(Ep.poses[:, 0]).inv() * Rotation.from_quat(Ep.poses[:, 2])
+    assert np.allclose(np.abs((rel * expected.as_quat()).sum(1)), 1)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor) -> tuple[Samples, Samples, Samples]:
+    return Samples(x[:600], y[:600]), Samples(x[600:800], y[600:800]), Samples(x[800:], y[800:])
+
+
+def test_probes_find_planted_signal_and_not_noise():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 32, generator=generator)
+    labels = (x[:, :4] @ torch.randn(4, 5, generator=generator)).argmax(-1)
+    assert fit_linear_classifier(*_split(x, labels), num_classes=5)["top1"] > 0.9
+    noise = torch.randint(0, 5, (1000,), generator=generator)
+    assert fit_linear_classifier(*_split(x, noise), num_classes=5)["top1"] < 0.35
+    config = MLPProbeConfig(hidden=(64, 64), steps=300, eval_every=50)
+    target = torch.stack([torch.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], dim=1)
+    planted, _ = fit_mlp_regressor(*_split(x[:, :6], target), config)
+    assert planted["r2"] > 0.6, planted
+    unrelated, _ = fit_mlp_regressor(
+        *_split(x[:, :6], torch.randn(1000, 2, generator=generator)), config
+    )
+    assert unrelated["r2"] < 0.05 and unrelated["fit_r2"] > unrelated["r2"]  # overfits, caught
+
+
+def test_methods_no_action_m1_and_vicreg():
+    views = torch.randint(0, 256, (4, 4, 16, 16, 3), dtype=torch.uint8)
+    actions = torch.randn(4, 4, 4)
+    blind = build_model("no-action", TINY).eval()
+    with torch.no_grad():
+        z_agg, _ = blind.aggregate(views[:, :3], actions[:, 1:3])
+        again, _ = blind.aggregate(views[:, :3], torch.randn(4, 2, 4))
+        assert torch.equal(z_agg, again)
+        assert torch.equal(blind.predict(z_agg, actions[:, 1]), blind.predict(z_agg, actions[:, 2]))
+    seeing = build_model("seqjepa", TINY).eval()
+    with torch.no_grad():
+        z_agg, _ = seeing.aggregate(views[:, :3], actions[:, 1:3])
+        assert not torch.equal(z_agg, seeing.aggregate(views[:, :3], torch.randn(4, 2, 4))[0])
+    vicreg = build_model("vicreg", TINY)
+    loss, extras = vicreg.loss(views, actions)
+    loss.backward()
+    assert extras["z_agg"].shape == (4, vicreg.z_dim)
+    assert all(p.grad is not None for p in vicreg.encoder.parameters() if p.requires_grad)
+    a = torch.randn(64, 8)
+    # identical views: no invariance term; unit-variance independent dims: small covariance
+    assert vicreg_loss(a, a) < vicreg_loss(a, torch.randn(64, 8))
+    with pytest.raises(ValueError, match="unknown method"):
+        build_model("simclr", TINY)
+
+
+def test_target_normalisation_centres_the_batch():
+    target = torch.randn(32, 8) + 5
+    centred = normalise_target(target, ModelConfig(target_norm="center"))
+    assert centred.mean(0).abs().max() < 1e-5
+    standard = normalise_target(target, ModelConfig(target_norm="standardise"))
+    assert torch.allclose(standard.std(0), torch.ones(8), atol=1e-4)
+    assert torch.equal(normalise_target(target, ModelConfig()), target)
+
+
+def test_batchnorm_recalibration_changes_statistics_only():
+    model = build_model("seqjepa", TINY)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    views = torch.randint(0, 256, (8, 4, 16, 16, 3), dtype=torch.uint8)
+    recalibrate_batchnorm(model, [(views, torch.randn(8, 4, 4))] * 2, batches=2)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items() if "num_batches" not in k)
+    stem_mean = next(v for k, v in state.items() if k.endswith("running_mean"))
+    assert stem_mean.abs().sum() > 0 and not model.training
+
+
+@pytest.fixture(scope="module")
+def eval_data(tmp_path_factory):
+    """Objects from every split, 5 random views each."""
+    root = tmp_path_factory.mktemp("eval") / "data"
+    kwargs = {"image_size": 16, "action_mode": "absolute", "initial_orientation": "3diebench",
+              "split": None}  # fmt: skip
+    collect(CollectConfig(out=str(root), env_kwargs=json.dumps(kwargs), policy="uniform-views",
+                          episodes=60, episode_length=4, shard_episodes=30, seed=2))  # fmt: skip
+    return root
+
+
+def small_eval(checkpoint, data, out, **overrides) -> dict:
+    probe = MLPProbeConfig(hidden=(32, 32), steps=20, eval_every=10)
+    cfg = EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(out), probe=probe,
+                     m_vals=(1, 2, 3), path_m_vals=(2, 3), batch_size=16, **overrides)  # fmt: skip
+    return evaluate(cfg)
+
+
+def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
+    checkpoint = train(preset_config("tiny", data=str(eval_data), out=str(tmp_path / "run"),
+                                     steps=4, batch_size=8))  # fmt: skip
+    metrics = small_eval(checkpoint, eval_data, tmp_path / "eval")
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    jsonschema.validate(written, SCHEMA)
+    assert written == json.loads(json.dumps(metrics))
+    assert set(written["classification"]["aggregate"]) == {"1", "2", "3"}
+    assert set(written["path_integration"]["actions_only"]["per_m"]) == {"2", "3"}
+    assert written["model"]["step"] == 4 and written["action_use"] is not None
+    data = written["data"]
+    assert data["episodes"]["test"] > 0 and data["views_per_episode"] == 4
+    # the random encoder: same architecture, untrained, still a valid metrics.json
+    random = small_eval(tmp_path / "run", eval_data, tmp_path / "random", random_encoder=True)
+    jsonschema.validate(json.loads(json.dumps(random)), SCHEMA)
+    assert random["model"]["method"] == "random-encoder" and random["model"]["step"] == 0
+    assert math.isfinite(random["effective_rank"]["value"])
+
+
+def test_eval_names_unusable_inputs(eval_data, tmp_path):
+    train_only = tmp_path / "train-only"
+    collect(CollectConfig(out=str(train_only), env_kwargs=json.dumps({"image_size": 16}),
+                          episodes=4, episode_length=3, shard_episodes=4))  # fmt: skip
+    checkpoint = train(preset_config("tiny", data=str(train_only), out=str(tmp_path / "run"),
+                                     steps=1, batch_size=4, views=3))  # fmt: skip
+    with pytest.raises(ValueError, match="val/test-split episodes"):
+        small_eval(checkpoint, train_only, tmp_path / "e")
+    with pytest.raises(ValueError, match="no checkpoint"):
+        small_eval(tmp_path, eval_data, tmp_path / "e")
