@@ -101,7 +101,7 @@ class RotateEnv(ObjectSceneEnv):
     """Turn an object and see it from the fixed 3DIEBench camera.
 
     Args (besides ObjectSceneEnv's catalog, split, initial_orientation, floor, light_direction,
-    light_hue, latents, render_mode, render_size, renderer, max_loaded_faces):
+    light_hue, latents, render_mode, render_size, renderer, max_loaded_faces, supersample):
         image_size: side of ``obs["view"]`` in pixels.
         action_mode: "relative" (Box(-1, 1, (3,)): a rotation vector in units of max_step_angle),
             "discrete" (Discrete(6): +-max_step_angle about the x, y, z axes of the action frame) or
@@ -135,6 +135,7 @@ class RotateEnv(ObjectSceneEnv):
         render_size: int = 256,
         renderer: str = "tiny",
         max_loaded_faces: int = DEFAULT_MAX_LOADED_FACES,
+        supersample: int = 1,
     ) -> None:
         self.turner = Turner(action_mode, action_frame, max_step_angle, action_noise)
         super().__init__(
@@ -151,6 +152,7 @@ class RotateEnv(ObjectSceneEnv):
             render_size,
             renderer,
             max_loaded_faces,
+            supersample,
         )
         self.image_size = self.scene_size
         self.depth = depth

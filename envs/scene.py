@@ -311,15 +311,26 @@ class Scene:
         size: int | None = None,
         depth: bool = False,
         mask: bool = False,
+        supersample: int = 1,
     ) -> dict[str, np.ndarray]:
         """Render the shown object at ``orientation`` (xyzw, object to world).
 
         Returns {"view": uint8 (H, W, 3)} plus, on request, "depth" (float32 (H, W), distance along
         the camera axis in scene units) and "mask" (uint8 (H, W), 1 where the object is).
+        ``supersample`` k > 1 renders k x k samples per pixel and averages the colours
+        (anti-aliasing: the tiny renderer takes one sample per pixel, so thin parts flicker in and
+        out of small views); depth and mask take each pixel's centre sample.
         """
         if self._current is None:
             raise RuntimeError("Scene.render called before Scene.show")
-        client, size = self._client, size or self.image_size
+        size = size or self.image_size
+        if supersample > 1:
+            out = self.render(orientation, lighting, size * supersample, depth, mask)
+            k, centre = supersample, supersample // 2
+            blocks = out.pop("view").reshape(size, k, size, k, 3)
+            view = (blocks.mean(axis=(1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
+            return {"view": view, **{key: a[centre::k, centre::k] for key, a in out.items()}}
+        client = self._client
         loaded = self._loaded[self._current]
         client.resetBasePositionAndOrientation(loaded.body, [0, 0, 0], orientation)
         if self._floor_body is not None and lighting.floor_hue != self._floor_hue:

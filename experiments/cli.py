@@ -14,12 +14,13 @@ import tyro
 
 def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """The jobs other than train, imported on demand (they need the renderer; train does not)."""
-    from experiments import bench, collect, demo, export
+    from experiments import bench, benchmark, collect, demo, export
     from seqjepa.evaluate import EvalConfig, evaluate
 
     return {
         "demo": (demo.DemoConfig, demo.run),
         "eval": (EvalConfig, evaluate),
+        "report": (benchmark.ReportConfig, benchmark.run),
         "bench": (bench.BenchConfig, bench.run),
         "collect": (collect.CollectConfig, collect.run),
         "export-3diebench": (export.ExportConfig, export.run),

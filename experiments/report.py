@@ -109,7 +109,7 @@ def plot_top1(runs: dict[str, Metrics], path: Path) -> None:
     ax.set_title("Class from z_AGG (dashed: single-view z)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
@@ -127,10 +127,10 @@ def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("path-integration R^2")
     axes[0][0].legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -1,4 +1,4 @@
-"""The seqjepa-gym command: help, demo outputs, a tiny bench run."""
+"""The seqjepa-gym command: help, the demo pipeline at toy size, a tiny bench run."""
 
 from __future__ import annotations
 
@@ -15,19 +15,30 @@ def test_help_lists_every_job(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "demo" in out and "bench" in out
+    assert all(job in out for job in ("demo", "bench", "collect", "train", "eval", "report"))
 
 
-def test_demo_writes_gif_and_contact_sheet(tmp_path):
+def test_demo_runs_the_pipeline_and_writes_every_artefact(tmp_path):
+    toy = ["--pipeline.image-size", "16", "--pipeline.supersample", "1", "--pipeline.episodes",
+           "40", "--pipeline.views", "4", "--pipeline.workers", "1", "--pipeline.steps", "2",
+           "--pipeline.batch-size", "8", "--pipeline.probe-steps", "4"]  # fmt: skip
     main(["demo", "--out", str(tmp_path), "--episode-steps", "5", "--gif-size", "64",
-          "--instances-per-category", "2", "--sheet-size", "32"])  # fmt: skip
+          "--instances-per-category", "2", "--sheet-size", "32", *toy])  # fmt: skip
     (run,) = tmp_path.iterdir()
     gif = iio.imread(run / "episode.gif")
     assert gif.shape[0] == 6 and gif.shape[1:3] == (64, 128)  # 6 frames, human | agent view
     assert (gif[0] != gif[-1]).any()
     sheet = iio.imread(run / "categories.png")
     assert sheet.ndim == 3 and sheet.shape[0] > sheet.shape[1]  # 12 rows of 2
-    assert not list(run.glob(".*tmp*"))  # atomic writes leave no temporaries
+    for name in ("report.md", "top1_vs_mval.png", "path_integration.png", "dataset/dataset.json"):
+        assert (run / name).stat().st_size > 0, name
+    for method in ("seqjepa", "no-action"):
+        assert (run / f"train-{method}" / "checkpoint-0000002.pt").exists()
+    seq = json.loads((run / "eval" / "seq-JEPA" / "metrics.json").read_text())
+    report = (run / "report.md").read_text()
+    assert f"{seq['classification']['single_view']['top1']:.3f}" in report
+    assert "random encoder" in report and "## Targets" in report
+    assert not list(run.rglob(".*tmp*"))  # atomic writes leave no temporaries
 
 
 @pytest.mark.slow

@@ -130,3 +130,23 @@ def test_egl_renderer_agrees_with_tiny_renderer():
     egl.close()
     egl.close()
     tiny.close()
+
+
+def test_supersampling_averages_a_finer_render():
+    options = {"category": "chair", "instance": 0, "orientation": [0.3, 0.2, 0.1, 0.9]}
+    fine = RotateEnv(image_size=48, mask=True)
+    smooth = RotateEnv(image_size=24, supersample=2, mask=True)
+    big, _ = fine.reset(seed=0, options=options)
+    small, _ = smooth.reset(seed=0, options=options)
+    expected = big["view"].reshape(24, 2, 24, 2, 3).mean(axis=(1, 3))
+    assert small["view"].shape == (24, 24, 3) and small["view"].dtype == np.uint8
+    assert np.abs(small["view"] - expected).max() <= 0.5 + 1e-6
+    # anti-aliased: edge pixels take values between object and background
+    assert len(np.unique(small["view"].reshape(-1, 3), axis=0)) > len(
+        np.unique(big["view"][::2, ::2].reshape(-1, 3), axis=0)
+    )
+    assert np.array_equal(small["mask"], big["mask"][1::2, 1::2])
+    assert smooth.render() is None  # no render_mode: the human view is unaffected
+    for bad in (0, 9, 1.5):
+        with pytest.raises(ValueError, match="supersample"):
+            RotateEnv(image_size=24, supersample=bad)
