@@ -158,10 +158,7 @@ def run(cfg: ReportConfig) -> Path:
         "no-action": [metrics[f"no-action seed {s}"] for s in cfg.seeds],
     }
     notes = [
-        f"{pipe.episodes} episodes of {pipe.views} random views at {pipe.image_size} px "
-        f"(supersampled {pipe.supersample}x); `tiny` preset, {pipe.steps} steps of batch "
-        f"{pipe.batch_size}, lr {pipe.lr:g}, EMA from {pipe.ema_base}, "
-        f"target_norm={pipe.target_norm}; probes: {pipe.probe_steps} MLP steps.",
+        pipe.describe(),
         stages.summary(),
     ]
     report = write_report(run_dir, "seq-JEPA Gym benchmark report", main, notes)

@@ -163,10 +163,7 @@ def run(cfg: DemoConfig) -> Path:
     stages.close()
     contact_sheet(cfg, run_dir / "categories.png")
     notes = [
-        f"{pipe.episodes} episodes of {pipe.views} random views at {pipe.image_size} px "
-        f"(supersampled {pipe.supersample}x); `tiny` preset, {pipe.steps} steps of batch "
-        f"{pipe.batch_size}, lr {pipe.lr:g}, EMA from {pipe.ema_base}, "
-        f"target_norm={pipe.target_norm}; probes: {pipe.probe_steps} MLP steps.",
+        pipe.describe(),
         stages.summary(),
         f"Episode GIF: [episode.gif](episode.gif) ({frames} frames); categories: "
         "[categories.png](categories.png).",

@@ -34,6 +34,8 @@ class PipelineConfig:
     """Views per episode: 3DIEBench-style independent random orientations of one object."""
     workers: int = 2
     """Collection worker processes."""
+    preset: str = "tiny"
+    """Training preset the recipe below overrides (`paper`: ResNet-18, for a GPU)."""
     steps: int = 1000
     """Training steps of each model."""
     batch_size: int = 128
@@ -46,6 +48,15 @@ class PipelineConfig:
     """The training target's normalisation (seqjepa.model.ModelConfig.target_norm)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
+
+    def describe(self) -> str:
+        """One line for reports: the data and recipe every model of the run shared."""
+        return (
+            f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
+            f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
+            f"of batch {self.batch_size}, lr {self.lr:g}, EMA from {self.ema_base}, "
+            f"target_norm={self.target_norm}; probes: {self.probe_steps} MLP steps."
+        )
 
 
 class Stages:
@@ -99,9 +110,9 @@ def collect_views(cfg: PipelineConfig, out: Path) -> Path:
 def train_method(
     cfg: PipelineConfig, data: Path, out: Path, method: str, seed: int, **overrides: Any
 ) -> Path:
-    """Train ``method`` with the `tiny` preset and the pipeline's recipe; returns the checkpoint
-    (an already finished run in ``out`` is reused)."""
-    base = preset_config("tiny")
+    """Train ``method`` with the pipeline's preset and recipe; returns the checkpoint (an
+    already finished run in ``out`` is reused, an interrupted one resumed)."""
+    base = preset_config(cfg.preset)
     train_cfg = dataclasses.replace(
         base,
         data=str(data),

@@ -23,6 +23,12 @@ from seqjepa.evaluate import CONDITIONS, ERROR_KEY
 from seqjepa.rollouts import write_text_atomic
 
 Metrics = dict[str, Any]
+#: How the path-integration conditions read in tables and legends.
+CONDITION_LABELS = {
+    "views_actions": "views + actions",
+    "views_only": "views only",
+    "actions_only": "actions only",
+}
 
 
 @dataclass
@@ -91,7 +97,7 @@ def path_table(runs: dict[str, Metrics]) -> str:
         for condition in CONDITIONS:
             per_m = r["path_integration"].get(condition, {}).get("per_m", {})
             cells = [_fmt(per_m.get(str(m), {}).get("r2")) for m in ms]
-            lines.append("| " + " | ".join([name, condition.replace("_", " + "), *cells]) + " |")
+            lines.append("| " + " | ".join([name, CONDITION_LABELS[condition], *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -119,8 +125,8 @@ def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
         for condition in CONDITIONS:
             per_m = r["path_integration"].get(condition, {}).get("per_m", {})
             ms = sorted(int(m) for m in per_m)
-            label = condition.replace("_", " + ")
-            ax.plot(ms, [per_m[str(m)]["r2"] for m in ms], marker="o", label=label)
+            r2 = [per_m[str(m)]["r2"] for m in ms]
+            ax.plot(ms, r2, marker="o", label=CONDITION_LABELS[condition])
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("observed views M_val")
         ax.set_ylim(-0.1, 1.05)

@@ -47,6 +47,10 @@ class ModelConfig:
     """Aggregator dropout."""
     predictor_hidden: int = 1024
     """Hidden width of the predictor MLP."""
+    action_encoding: str = "raw"
+    """How the action enters the projector: raw (the paper: the quaternion, or displacement, as
+    is) or matrix (a quaternion's 3x3 rotation matrix, flattened: continuous in the rotation,
+    where q and -q, and the w >= 0 canonicalisation at w = 0, make the quaternion jump)."""
     target_norm: str = "none"
     """Normalise the EMA target over the batch before the cosine: none (the paper), center
     (subtract the batch mean: the shared direction of all z no longer dominates the loss), or
@@ -69,8 +73,15 @@ class SeqJEPA(nn.Module):
         z_dim = self.encoder.out_dim
         self.z_dim = z_dim
         self.d_model = z_dim + config.action_proj_dim
+        if config.action_encoding not in ACTION_ENCODINGS:
+            raise ValueError(
+                f"action_encoding must be one of {ACTION_ENCODINGS}, got {config.action_encoding!r}"
+            )
+        if config.action_encoding == "matrix" and config.action_dim != 4:
+            raise ValueError("action_encoding='matrix' needs quaternion actions (action_dim 4)")
+        encoded_dim = 9 if config.action_encoding == "matrix" else config.action_dim
         self.action_proj = nn.Sequential(
-            nn.Linear(config.action_dim, config.action_proj_dim, bias=False),
+            nn.Linear(encoded_dim, config.action_proj_dim, bias=False),
             nn.BatchNorm1d(config.action_proj_dim, affine=False),
         )
         self.agg_token = nn.Parameter(torch.zeros(1, 1, self.d_model))
@@ -141,6 +152,8 @@ class SeqJEPA(nn.Module):
         return self.predictor(torch.cat([z_agg, self._project(action.to(z_agg))], dim=-1))
 
     def _project(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.config.action_encoding == "matrix":
+            actions = quaternion_matrix(actions).flatten(-2)
         if not self.config.use_actions:
             actions = torch.zeros_like(actions)
         return self.action_proj(actions)
@@ -194,6 +207,21 @@ class SeqJEPA(nn.Module):
 
 
 TARGET_NORMS = ("none", "center", "standardise")
+ACTION_ENCODINGS = ("raw", "matrix")
+
+
+def quaternion_matrix(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) xyzw quaternions (normalised here) -> (..., 3, 3) rotation matrices.
+
+    Written out because it runs inside the model on (batched, autocast) tensors, where scipy's
+    Rotation cannot; tests/test_evaluate.py checks it against scipy."""
+    x, y, z, w = torch.nn.functional.normalize(q.float(), dim=-1).unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2).to(q.dtype)
 
 
 def normalise_target(target: torch.Tensor, config: ModelConfig) -> torch.Tensor:

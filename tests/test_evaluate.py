@@ -18,7 +18,7 @@ from experiments.collect import run as collect
 from seqjepa.evaluate import EvalConfig, evaluate, recalibrate_batchnorm, relative_pose
 from seqjepa.methods import build_model
 from seqjepa.metrics import canonical_quat, effective_rank, geodesic_deg, r2_score
-from seqjepa.model import ModelConfig, normalise_target
+from seqjepa.model import ModelConfig, normalise_target, quaternion_matrix
 from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
 from seqjepa.train import PRESETS, preset_config, train
 from seqjepa.vicreg import vicreg_loss
@@ -175,3 +175,17 @@ def test_eval_names_unusable_inputs(eval_data, tmp_path):
         small_eval(checkpoint, train_only, tmp_path / "e")
     with pytest.raises(ValueError, match="no checkpoint"):
         small_eval(tmp_path, eval_data, tmp_path / "e")
+
+
+def test_matrix_action_encoding_matches_scipy_and_is_sign_blind():
+    q = torch.tensor(Rotation.random(20, random_state=3).as_quat(), dtype=torch.float32)
+    expected = torch.tensor(Rotation.from_quat(q.numpy()).as_matrix(), dtype=torch.float32)
+    assert torch.allclose(quaternion_matrix(q), expected, atol=1e-5)
+    assert torch.allclose(quaternion_matrix(-q), expected, atol=1e-5)
+    model = build_model("seqjepa", ModelConfig(**{**TINY.__dict__, "action_encoding": "matrix"}))
+    loss, _ = model.loss(torch.randint(0, 256, (3, 3, 16, 16, 3), dtype=torch.uint8),
+                         torch.cat([q[:9].reshape(3, 3, 4)], dim=1))  # fmt: skip
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="quaternion actions"):
+        build_model("seqjepa", ModelConfig(**{**TINY.__dict__, "action_encoding": "matrix",
+                                              "action_dim": 2}))  # fmt: skip
