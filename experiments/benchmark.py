@@ -150,8 +150,9 @@ def run(cfg: ReportConfig) -> Path:
         "VICReg": metrics["VICReg"],
         "random encoder": metrics["random encoder"],
     }
-    heat = {1: metrics["M_tr=1"], 3: metrics[first]}
-    heat |= {m: metrics[f"M_tr={m}"] for m in extra_m_tr}
+    by_m_tr = {1: metrics["M_tr=1"], 3: metrics[first]}
+    by_m_tr |= {m: metrics[f"M_tr={m}"] for m in extra_m_tr}
+    heat = {m: by_m_tr[m] for m in sorted(cfg.m_tr)}
     plot_heatmap(heat, run_dir / "heatmap_top1.png")
     seeds = {
         "seq-JEPA": [metrics[f"seq-JEPA seed {s}"] for s in cfg.seeds],

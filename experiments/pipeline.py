@@ -23,7 +23,8 @@ class PipelineConfig:
     """Data, training and probe settings shared by every model of one demo or report."""
 
     seed: int = 0
-    """Seeds the dataset, the trainings (plus a per-run offset), evaluations and probes."""
+    """Seeds the dataset, the trainings (a method and its twin share it: paired runs),
+    evaluations and probes."""
     image_size: int = 32
     """Side of the views in pixels."""
     supersample: int = 2

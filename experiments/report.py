@@ -129,7 +129,10 @@ def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
             ax.plot(ms, r2, marker="o", label=CONDITION_LABELS[condition])
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("observed views M_val")
-        ax.set_ylim(-0.1, 1.05)
+        lowest = min(
+            [-0.1] + [v["r2"] for d in r["path_integration"].values() for v in d["per_m"].values()]
+        )
+        ax.set_ylim(lowest - 0.05, 1.05)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("path-integration R^2")
     axes[0][0].legend(fontsize=7)
@@ -161,8 +164,8 @@ def write_report(
         f"Machine: {machine()}.",
         f"Data: `{data['env_id']}`, {data['categories']} categories, episodes of "
         f"{data['views_per_episode']} views; probes fitted on {data['episodes']['fit']} train "
-        f"episodes (hyper-parameters chosen on {data['episodes']['held']} held-out train "
-        f"instances), scored on {data['episodes']['test']} val/test-split episodes.",
+        f"episodes (hyper-parameters chosen on {data['episodes']['held']} episodes of held-out "
+        f"train instances), scored on {data['episodes']['test']} val/test-split episodes.",
         "R^2 is the mean over output dimensions (sklearn's uniform average); errors are mean "
         "geodesic degrees (rotations) or distances (glimpses).",
         "",

@@ -50,6 +50,8 @@ SCHEMA_VERSION = 1
 CONDITIONS = ("views_actions", "views_only", "actions_only")
 #: Scene latents (CONVENTIONS.md ``latents`` columns 3..6) probed from z where recorded.
 LATENT_NAMES = ("floor_hue", "light_theta", "light_phi", "light_hue")
+#: The circular ones and their periods (hues wrap at 1, the light's azimuth at 2 pi).
+CIRCULAR_LATENTS = {"floor_hue": 1.0, "light_phi": 2 * np.pi, "light_hue": 1.0}
 #: The pose error's name: mean geodesic degrees, or mean distance in position units.
 ERROR_KEY = {"rotation": "geodesic_deg", "displacement": "error"}
 BLANK_LEVEL = 128  # a blank view is uniform mid-grey: no object, no scene
@@ -150,6 +152,7 @@ class Episodes:
 def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> Episodes:
     """Every episode with >= ``length`` observations, cut to its first ``length``."""
     parts: dict[str, list] = {k: [] for k in Episodes.__dataclass_fields__}
+    first_kind: tuple[str, bool] = ("", False)
     for k in range(len(data._shards)):
         arrays = data.shard_arrays(k)
         offsets = arrays["offsets"]
@@ -159,6 +162,15 @@ def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> 
             pose_key, kind = "positions", "displacement"
         else:
             raise DatasetError(f"{data.root}: no orientations or positions to probe poses with")
+        if kind == "displacement" and train_cfg.mode == "subset":
+            raise DatasetError(
+                f"{data.root}: glimpse data has no orientations for mode=subset transitions; "
+                "evaluate a model trained with mode=window"
+            )
+        shard_kind = (kind, "latents" in arrays)
+        if k and shard_kind != first_kind:
+            raise DatasetError(f"{data.root}: shard {k} records other fields than shard 0")
+        first_kind = shard_kind
         for e, (start, stop) in enumerate(itertools.pairwise(offsets)):
             if stop - start < length:
                 continue
@@ -202,6 +214,11 @@ def probe_roles(episodes: Episodes, heldout: float, seed: int) -> dict[str, np.n
         )
     keys = episodes.labels[train] * 1_000_003 + episodes.instances[train]
     unique = np.unique(keys)
+    if not 0 < heldout < 1 or len(unique) < 2:
+        raise DatasetError(
+            f"probes need a held-out fraction in (0, 1) (got {heldout}) of >= 2 train-split "
+            f"instances (the dataset has {len(unique)})"
+        )
     rng = np.random.default_rng([seed, 0xE7A1])
     held_keys = rng.choice(unique, max(1, round(heldout * len(unique))), replace=False)
     is_held = np.isin(keys, held_keys)
@@ -215,28 +232,19 @@ def probe_roles(episodes: Episodes, heldout: float, seed: int) -> dict[str, np.n
 class Features:
     z: torch.Tensor  # (E, L, D)
     agg: dict[str, dict[int, torch.Tensor]]  # condition -> M -> (E, d_model)
-    gap: dict[str, float] | None
 
 
 @torch.no_grad()
 def extract_features(
-    model: torch.nn.Module,
-    episodes: Episodes,
-    cfg: EvalConfig,
-    context: int,
-    device: torch.device,
+    model: torch.nn.Module, episodes: Episodes, cfg: EvalConfig, device: torch.device
 ) -> Features:
-    """Per-view z and z_AGG in the three conditions, for every episode; the action-use gap
-    (with ``context`` observed views) where the model predicts."""
+    """Per-view z, and z_AGG in the three conditions, for every episode."""
     model.eval()
-    total, length = len(episodes.views), episodes.views.shape[1]
+    total = len(episodes.views)
     blank_view = torch.full((1, *episodes.views.shape[2:]), BLANK_LEVEL, dtype=torch.uint8)
     blank = model.encode(blank_view.to(device))[0]
     agg_ms = sorted(set(cfg.m_vals) | set(cfg.path_m_vals))
     zs, agg = [], {c: {m: [] for m in agg_ms} for c in CONDITIONS}
-    cosines: dict[str, list] = {"true": [], "shuffled": []}
-    predictive = hasattr(model, "predict") and context < length
-    shuffle = torch.Generator().manual_seed(cfg.seed)
     for start in tqdm(range(0, total, cfg.batch_size), desc="features", unit="batch", leave=False):
         views = torch.from_numpy(episodes.views[start : start + cfg.batch_size]).to(device)
         transitions = torch.from_numpy(episodes.transitions[start : start + cfg.batch_size])
@@ -247,30 +255,54 @@ def extract_features(
             moves = transitions[:, : m - 1]
             agg["views_actions"][m].append(model.aggregate_z(z[:, :m], moves).cpu())
             if m in cfg.path_m_vals:
-                zeroed = torch.zeros_like(moves)
-                agg["views_only"][m].append(model.aggregate_z(z[:, :m], zeroed).cpu())
+                agg["views_only"][m].append(model.aggregate_z(z[:, :m], moves, blind=True).cpu())
                 blind = blank.expand(len(z), m, -1)
                 agg["actions_only"][m].append(model.aggregate_z(blind, moves).cpu())
-        if predictive and len(z) > 1:
-            target = normalise_target(model.encode(views[:, context], target=True), model.config)
-            order = torch.randperm(len(z), generator=shuffle).to(device)
-            for name, moves in (("true", transitions), ("shuffled", transitions[order])):
-                z_agg = model.aggregate_z(z[:, :context], moves[:, : context - 1])
-                prediction = model.predict(z_agg, moves[:, context - 1]).float()
-                cosines[name].append(torch.cosine_similarity(prediction, target, dim=-1).cpu())
-    gap = None
-    if predictive:
-        true, shuffled = torch.cat(cosines["true"]), torch.cat(cosines["shuffled"])
-        gap = {
-            "cosine": float(true.mean()),
-            "cosine_shuffled_actions": float(shuffled.mean()),
-            "gap": float(true.mean() - shuffled.mean()),
-        }
     return Features(
         z=torch.cat(zs),
         agg={c: {m: torch.cat(v) for m, v in d.items() if v} for c, d in agg.items()},
-        gap=gap,
     )
+
+
+@torch.no_grad()
+def action_use(
+    model: torch.nn.Module,
+    episodes: Episodes,
+    test: np.ndarray,
+    context: int,
+    cfg: EvalConfig,
+    device: torch.device,
+) -> dict[str, float] | None:
+    """The action-use gap on test sequences: mean cosine of the prediction of view ``context``
+    (from the views before it) to its target, with the true transitions minus with every
+    sequence's transitions taken from the next test sequence (a roll: none keeps its own).
+    Targets are normalised as in training, with statistics of the whole test set."""
+    if not hasattr(model, "predict") or context >= episodes.views.shape[1] or len(test) < 2:
+        return None
+    transitions = episodes.transitions[test]
+    rolled = np.roll(transitions, 1, axis=0)
+    predictions: dict[str, list] = {"true": [], "shuffled": []}
+    targets = []
+    for start in range(0, len(test), cfg.batch_size):
+        batch = test[start : start + cfg.batch_size]
+        views = torch.from_numpy(episodes.views[batch, : context + 1]).to(device)
+        z = model.encode(views[:, :context])
+        targets.append(model.encode(views[:, context], target=True).float().cpu())
+        for name, source in (("true", transitions), ("shuffled", rolled)):
+            moves = torch.from_numpy(source[start : start + cfg.batch_size, 1:]).to(device)
+            z_agg = model.aggregate_z(z, moves[:, : context - 1])
+            prediction = model.predict(z_agg, moves[:, context - 1]).float().cpu()
+            predictions[name].append(prediction)
+    target = normalise_target(torch.cat(targets), model.config)
+    cosine = {
+        name: float(torch.cosine_similarity(torch.cat(p), target, dim=-1).mean())
+        for name, p in predictions.items()
+    }
+    return {
+        "cosine": cosine["true"],
+        "cosine_shuffled_actions": cosine["shuffled"],
+        "gap": cosine["true"] - cosine["shuffled"],
+    }
 
 
 # -- poses
@@ -371,31 +403,45 @@ def _classification(
 def _latents(
     features: Features, episodes: Episodes, roles: dict[str, np.ndarray], cfg: EvalConfig
 ) -> dict[str, Any]:
-    """R^2 of each recorded scene latent (floor hue, light direction and hue) from z."""
+    """R^2 of each recorded scene latent (floor hue, light direction and hue) from z. Circular
+    latents (the hues, light_phi) are regressed as (cos, sin) of their angle, so that 0.99 and
+    0.01 count as neighbours; a latent's R^2 is the mean over its columns."""
     if episodes.latents is None:
         return {}
     length = features.z.shape[1]
     flat = episodes.latents[..., 3:].reshape(-1, len(LATENT_NAMES))
-    present = [k for k in range(len(LATENT_NAMES)) if np.isfinite(flat[:, k]).all()]
-    present = [k for k in present if flat[:, k].std() > 0]
+    present = [
+        k for k in range(len(LATENT_NAMES)) if np.isfinite(flat[:, k]).all() and flat[:, k].std()
+    ]
     if not present:
         return {}
+    columns = {}  # latent name -> its target columns
     sets = {}
     for role, index in roles.items():
         e, v = _views_of(index, length)
-        targets = torch.from_numpy(episodes.latents[e, v][:, [3 + k for k in present]])
-        sets[role] = Samples(features.z[e, v], targets)
+        parts = []
+        for k in present:
+            value = episodes.latents[e, v, 3 + k].astype(np.float64)
+            period = CIRCULAR_LATENTS.get(LATENT_NAMES[k])
+            if period:
+                angle = 2 * np.pi * value / period
+                value = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+            parts.append(value.reshape(len(e), -1))
+        start = 0
+        for k, part in zip(present, parts, strict=True):
+            columns[LATENT_NAMES[k]] = list(range(start, start + part.shape[1]))
+            start += part.shape[1]
+        sets[role] = Samples(features.z[e, v], torch.from_numpy(np.concatenate(parts, axis=1)))
     scores, prediction = fit_mlp_regressor(sets["fit"], sets["held"], sets["test"], cfg.probe)
     target = sets["test"].targets
-    per = {
-        LATENT_NAMES[k]: r2_score(prediction[:, [c]], target[:, [c]]) for c, k in enumerate(present)
-    }
+    per = {name: r2_score(prediction[:, c], target[:, c]) for name, c in columns.items()}
     return {"r2": scores["r2"], "per_latent_r2": per}
 
 
 def _train_sequences(episodes: Episodes, roles, views: int, cfg: EvalConfig, device):
     """(views, actions) batches of train-split episodes' first ``views`` observations."""
     train = np.concatenate([roles["fit"], roles["held"]])
+    train = np.random.default_rng([cfg.seed, 0xBA7C]).permutation(train)  # mix the classes
     for start in range(0, len(train), cfg.batch_size):
         index = train[start : start + cfg.batch_size]
         yield (
@@ -427,7 +473,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.random_encoder:
         batches = _train_sequences(episodes, roles, train_cfg.views, cfg, device)
         recalibrate_batchnorm(model, batches, cfg.recalibration_batches)
-    features = extract_features(model, episodes, cfg, train_cfg.views - 1, device)
+    features = extract_features(model, episodes, cfg, device)
     rng = np.random.default_rng([cfg.seed, 0x9A125])
     stages = tqdm(total=5, desc="probes", unit="probe set", leave=False)
 
@@ -454,9 +500,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         return _regress(episodes, cfg, sets)
 
     def path(condition: str) -> dict[str, Any]:
-        """One probe per condition, fitted on every M of path_m_vals pooled (7x cheaper than a
-        probe per M; with independent views the target's distribution is the same for every
-        M), scored per M."""
+        """One probe per condition, fitted on every M of path_m_vals pooled and scored per M
+        (7x cheaper than a probe per M; for independent random views the target's distribution
+        is even the same for every M, for trajectories it widens with M)."""
         sets, groups = {}, np.zeros(0)
         for role, index in roles.items():
             first = np.zeros_like(index)
@@ -506,7 +552,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     stages.close()
     test_z = features.z[roles["test"]].reshape(-1, features.z.shape[-1])
     metrics["effective_rank"] = {"value": effective_rank(test_z), "views": len(test_z)}
-    metrics["action_use"] = features.gap
+    context = train_cfg.views - 1
+    metrics["action_use"] = action_use(model, episodes, roles["test"], context, cfg, device)
     metrics["seconds"] = round(time.perf_counter() - tick, 1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

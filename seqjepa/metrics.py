@@ -20,13 +20,17 @@ def effective_rank(z: torch.Tensor) -> float:
 
 def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """R^2 as the mean over output dimensions of 1 - SS_res / SS_tot (sklearn's
-    "uniform_average", CONVENTIONS.md; SIE's single global mean is a different number)."""
+    "uniform_average", CONVENTIONS.md; SIE's single global mean is a different number).
+
+    Dimensions constant in ``target`` (where R^2 is undefined, e.g. a fixed axis) are left out
+    of the mean; a target constant in every dimension raises ValueError."""
     prediction, target = prediction.double(), target.double()
     residual = ((target - prediction) ** 2).sum(dim=0)
     total = ((target - target.mean(dim=0)) ** 2).sum(dim=0)
-    if bool((total == 0).any()):
-        raise ValueError("R^2 is undefined for a constant target dimension")
-    return float((1 - residual / total).mean())
+    varying = total > 1e-12 * max(float(total.max()), 1.0)
+    if not bool(varying.any()):
+        raise ValueError("R^2 is undefined for a target constant in every dimension")
+    return float((1 - residual[varying] / total[varying]).mean())
 
 
 def canonical_quat(q: torch.Tensor) -> torch.Tensor:

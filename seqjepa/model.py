@@ -132,8 +132,12 @@ class SeqJEPA(nn.Module):
         z = self.encode(views)
         return self.aggregate_z(z, transitions), z
 
-    def aggregate_z(self, z: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
-        """z_AGG from precomputed per-view z (B, M, z_dim) and transitions (B, M-1, A)."""
+    def aggregate_z(
+        self, z: torch.Tensor, transitions: torch.Tensor, blind: bool = False
+    ) -> torch.Tensor:
+        """z_AGG from precomputed per-view z (B, M, z_dim) and transitions (B, M-1, A).
+
+        ``blind`` zeroes the encoded transitions (the "views without actions" evaluation)."""
         batch, m, _ = z.shape
         if transitions.shape[:2] != (batch, m - 1):
             raise ValueError(
@@ -141,7 +145,8 @@ class SeqJEPA(nn.Module):
             )
         slots = torch.zeros(batch, m, self.config.action_proj_dim, device=z.device, dtype=z.dtype)
         if m > 1:
-            projected = self._project(transitions.reshape(-1, transitions.shape[-1]).to(z))
+            flat = transitions.reshape(-1, transitions.shape[-1]).to(z)
+            projected = self._project(flat, blind)
             slots[:, :-1] = projected.reshape(batch, m - 1, -1)
         tokens = torch.cat([z, slots], dim=-1)
         tokens = torch.cat([self.agg_token.expand(batch, -1, -1).to(z), tokens], dim=1)
@@ -151,10 +156,13 @@ class SeqJEPA(nn.Module):
         """The predicted representation of the view that ``action`` (B, A) leads to."""
         return self.predictor(torch.cat([z_agg, self._project(action.to(z_agg))], dim=-1))
 
-    def _project(self, actions: torch.Tensor) -> torch.Tensor:
+    def _project(self, actions: torch.Tensor, blind: bool = False) -> torch.Tensor:
+        """Encode (action_encoding) and project; blind (or use_actions=False) zeroes the encoded
+        action, so that no encoding smuggles information in (a zero quaternion would become
+        the identity matrix)."""
         if self.config.action_encoding == "matrix":
             actions = quaternion_matrix(actions).flatten(-2)
-        if not self.config.use_actions:
+        if blind or not self.config.use_actions:
             actions = torch.zeros_like(actions)
         return self.action_proj(actions)
 

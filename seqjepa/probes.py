@@ -89,14 +89,18 @@ def fit_linear_classifier(
     and scored on ``test``. Returns test top-1, the chosen penalty and its held-out top-1.
     """
     x_fit, x_held, x_test = fit.features(), held.features(), test.features()
-    mean, std = _standardiser(x_fit)
+    standardiser = _standardiser(x_fit)
 
     def train(x: torch.Tensor, y: torch.Tensor, decay: float) -> nn.Linear:
-        torch.manual_seed(0)
-        head = nn.Linear(x.shape[1], num_classes)
+        nonlocal standardiser
+        standardiser = _standardiser(x)
+        with torch.random.fork_rng():  # a fixed initialisation, the caller's RNG untouched
+            torch.manual_seed(0)
+            head = nn.Linear(x.shape[1], num_classes)
         optimizer = torch.optim.LBFGS(
             head.parameters(), max_iter=iterations, line_search_fn="strong_wolfe"
         )
+        mean, std = standardiser
         x = (x - mean) / std
 
         def closure() -> torch.Tensor:
@@ -109,6 +113,7 @@ def fit_linear_classifier(
         return head
 
     def top1(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
+        mean, std = standardiser  # of the data ``head`` was trained on
         with torch.no_grad():
             return float((head((x - mean) / std).argmax(-1) == y).float().mean())
 
@@ -166,8 +171,11 @@ def fit_mlp_regressor(
     optimizer = torch.optim.AdamW(mlp.parameters(), config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
 
-    def predict(samples: Samples, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.arange(min(len(samples), limit or len(samples)))
+    def predict(
+        samples: Samples, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if index is None:
+            index = torch.arange(len(samples))
         mlp.eval()
         with torch.no_grad():
             out = torch.cat(
@@ -194,7 +202,7 @@ def fit_mlp_regressor(
     scores = {
         "r2": r2_score(prediction, target),
         "heldout_r2": best[0],
-        "fit_r2": r2_score(*predict(fit, limit=len(test))),
+        "fit_r2": r2_score(*predict(fit, torch.randperm(len(fit), generator=generator)[:4096])),
         "best_step": best[1],
     }
     return scores, prediction

@@ -60,7 +60,9 @@ class VICReg(nn.Module):
         z = self.encode(views)
         return self.aggregate_z(z, transitions), z
 
-    def aggregate_z(self, z: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
+    def aggregate_z(
+        self, z: torch.Tensor, transitions: torch.Tensor, blind: bool = False
+    ) -> torch.Tensor:
         return z.mean(dim=1)
 
     def loss(
@@ -95,7 +97,7 @@ def vicreg_loss(a: torch.Tensor, b: torch.Tensor, weights=VICReg) -> torch.Tenso
         variance = variance + F.relu(1 - std).mean() / 2
         cov = (x.T @ x) / (len(x) - 1)
         off = cov - torch.diag(torch.diag(cov))
-        covariance = covariance + off.pow(2).sum() / x.shape[1] / 2
+        covariance = covariance + off.pow(2).sum() / x.shape[1]  # summed over both branches
     return (
         weights.invariance_weight * invariance
         + weights.variance_weight * variance

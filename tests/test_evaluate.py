@@ -34,6 +34,9 @@ def test_r2_geodesic_and_effective_rank_match_hand_computed_values():
     assert r2_score(prediction, target) == pytest.approx(0.6875)
     with pytest.raises(ValueError, match="constant"):
         r2_score(prediction, torch.ones(3, 2))
+    # a constant dimension (a fixed axis) is left out of the mean, not a crash
+    fixed = torch.cat([target[:, :1], torch.ones(3, 1)], dim=1)
+    assert r2_score(prediction, fixed) == pytest.approx(0.5)
     quarter = torch.tensor(Rotation.from_euler("z", 90, degrees=True).as_quat())
     identity = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
     assert float(geodesic_deg(quarter, identity)) == pytest.approx(90)
@@ -104,6 +107,12 @@ def test_methods_no_action_m1_and_vicreg():
     a = torch.randn(64, 8)
     # identical views: no invariance term; unit-variance independent dims: small covariance
     assert vicreg_loss(a, a) < vicreg_loss(a, torch.randn(64, 8))
+    # hand-computed: two identical columns of variance 4 (std >= 1: no variance term) have
+    # off-diagonal covariances 4 and 4 -> (16 + 16) / 2 dims = 16 per branch, 32 for two
+    x = torch.tensor([-2.0, 2.0] * 32)
+    x = x * (2 / x.std())
+    pair = torch.stack([x, x], dim=1)
+    assert float(vicreg_loss(pair, pair)) == pytest.approx(32, rel=1e-4)
     with pytest.raises(ValueError, match="unknown method"):
         build_model("simclr", TINY)
 
@@ -175,6 +184,8 @@ def test_eval_names_unusable_inputs(eval_data, tmp_path):
         small_eval(checkpoint, train_only, tmp_path / "e")
     with pytest.raises(ValueError, match="no checkpoint"):
         small_eval(tmp_path, eval_data, tmp_path / "e")
+    with pytest.raises(ValueError, match="held-out fraction"):
+        small_eval(checkpoint, eval_data, tmp_path / "e", heldout=0.0)
 
 
 def test_matrix_action_encoding_matches_scipy_and_is_sign_blind():
@@ -186,6 +197,13 @@ def test_matrix_action_encoding_matches_scipy_and_is_sign_blind():
     loss, _ = model.loss(torch.randint(0, 256, (3, 3, 16, 16, 3), dtype=torch.uint8),
                          torch.cat([q[:9].reshape(3, 3, 4)], dim=1))  # fmt: skip
     assert torch.isfinite(loss)
+    # "views without actions" zeroes the encoded action: no identity matrix sneaks in
+    model.eval()
+    with torch.no_grad():
+        z = torch.randn(3, 3, model.z_dim)
+        blind = [model.aggregate_z(z, q[i : i + 6].reshape(3, 2, 4), blind=True) for i in (0, 6)]
+        assert torch.equal(*blind)
+        assert not torch.equal(blind[0], model.aggregate_z(z, q[:6].reshape(3, 2, 4)))
     with pytest.raises(ValueError, match="quaternion actions"):
         build_model("seqjepa", ModelConfig(**{**TINY.__dict__, "action_encoding": "matrix",
                                               "action_dim": 2}))  # fmt: skip
