@@ -55,6 +55,9 @@ class ModelConfig:
     """Normalise the EMA target over the batch before the cosine: none (the paper), center
     (subtract the batch mean: the shared direction of all z no longer dominates the loss), or
     standardise (also divide by the per-dimension std). An option for the equivariance study."""
+    predictor_film: bool = False
+    """Condition the predictor by FiLM (the projected action scales and shifts its hidden
+    units) instead of concatenation. An option for the equivariance study."""
     use_actions: bool = True
     """Condition on actions. False is the paper's no-action ablation: every action the
     aggregator and the predictor see is zero (so is every projected action)."""
@@ -97,12 +100,26 @@ class SeqJEPA(nn.Module):
         self.aggregator = nn.TransformerEncoder(
             layer, config.layers, norm=nn.LayerNorm(self.d_model), enable_nested_tensor=False
         )
-        self.predictor = nn.Sequential(
-            nn.Linear(self.d_model + config.action_proj_dim, config.predictor_hidden, bias=False),
-            nn.BatchNorm1d(config.predictor_hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.predictor_hidden, z_dim),
-        )
+        if config.predictor_film:
+            # FiLM: the action scales and shifts the predictor's hidden units (a multiplicative
+            # interaction), instead of entering only as concatenated input.
+            self.predictor = nn.Sequential(
+                nn.Linear(self.d_model, config.predictor_hidden, bias=False),
+                nn.BatchNorm1d(config.predictor_hidden),
+            )
+            self.film = nn.Linear(config.action_proj_dim, 2 * config.predictor_hidden)
+            nn.init.zeros_(self.film.weight)  # starts as the identity modulation
+            nn.init.zeros_(self.film.bias)
+            self.predictor_out = nn.Linear(config.predictor_hidden, z_dim)
+        else:
+            self.predictor = nn.Sequential(
+                nn.Linear(
+                    self.d_model + config.action_proj_dim, config.predictor_hidden, bias=False
+                ),
+                nn.BatchNorm1d(config.predictor_hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.predictor_hidden, z_dim),
+            )
 
     # -- public API
 
@@ -154,7 +171,12 @@ class SeqJEPA(nn.Module):
 
     def predict(self, z_agg: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The predicted representation of the view that ``action`` (B, A) leads to."""
-        return self.predictor(torch.cat([z_agg, self._project(action.to(z_agg))], dim=-1))
+        projected = self._project(action.to(z_agg))
+        if not self.config.predictor_film:
+            return self.predictor(torch.cat([z_agg, projected], dim=-1))
+        scale, shift = self.film(projected).chunk(2, dim=-1)
+        hidden = self.predictor(z_agg) * (1 + scale) + shift
+        return self.predictor_out(torch.relu(hidden))
 
     def _project(self, actions: torch.Tensor, blind: bool = False) -> torch.Tensor:
         """Encode (action_encoding) and project; blind (or use_actions=False) zeroes the encoded

@@ -207,3 +207,17 @@ def test_matrix_action_encoding_matches_scipy_and_is_sign_blind():
     with pytest.raises(ValueError, match="quaternion actions"):
         build_model("seqjepa", ModelConfig(**{**TINY.__dict__, "action_encoding": "matrix",
                                               "action_dim": 2}))  # fmt: skip
+
+
+def test_film_predictor_learns_from_the_action():
+    model = build_model("seqjepa", ModelConfig(**{**TINY.__dict__, "predictor_film": True}))
+    views = torch.randint(0, 256, (4, 3, 16, 16, 3), dtype=torch.uint8)
+    loss, _ = model.loss(views, torch.randn(4, 3, 4))
+    loss.backward()
+    assert model.film.weight.grad.abs().sum() > 0  # the action modulates the hidden units
+    with torch.no_grad():
+        model.film.weight.normal_()
+        model.eval()
+        z_agg = torch.randn(2, model.d_model)
+        actions = torch.randn(2, 4)
+        assert not torch.allclose(model.predict(z_agg, actions), model.predict(z_agg, -actions))
