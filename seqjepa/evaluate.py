@@ -156,16 +156,17 @@ def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> 
     for k in range(len(data._shards)):
         arrays = data.shard_arrays(k)
         offsets = arrays["offsets"]
-        if "orientations" in arrays:
-            pose_key, kind = "orientations", "rotation"
-        elif "positions" in arrays:
+        # glimpse envs record the (still) object's orientation too: the fixation is their pose
+        if "positions" in arrays:
             pose_key, kind = "positions", "displacement"
+        elif "orientations" in arrays:
+            pose_key, kind = "orientations", "rotation"
         else:
             raise DatasetError(f"{data.root}: no orientations or positions to probe poses with")
         if kind == "displacement" and train_cfg.mode == "subset":
             raise DatasetError(
-                f"{data.root}: glimpse data has no orientations for mode=subset transitions; "
-                "evaluate a model trained with mode=window"
+                f"{data.root}: glimpse data, but the model was trained with mode=subset "
+                "(relative rotations of a still object); train it with --mode window"
             )
         shard_kind = (kind, "latents" in arrays)
         if k and shard_kind != first_kind:

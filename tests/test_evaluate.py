@@ -22,6 +22,7 @@ from seqjepa.model import ModelConfig, normalise_target, quaternion_matrix
 from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
 from seqjepa.train import PRESETS, preset_config, train
 from seqjepa.vicreg import vicreg_loss
+from tests.conftest import env_kwargs
 
 TINY: ModelConfig = PRESETS["tiny"]["model"]
 SCHEMA = json.loads((Path(__file__).parents[1] / "seqjepa" / "metrics.schema.json").read_text())
@@ -221,3 +222,22 @@ def test_film_predictor_learns_from_the_action():
         z_agg = torch.randn(2, model.d_model)
         actions = torch.randn(2, 4)
         assert not torch.allclose(model.predict(z_agg, actions), model.predict(z_agg, -actions))
+
+
+def test_glimpse_models_are_probed_by_displacement(tmp_path):
+    kwargs = {**env_kwargs("SeqJEPA-Saccade-v0"), "split": None}
+    data = tmp_path / "glimpses"
+    collect(CollectConfig(env="SeqJEPA-Saccade-v0", out=str(data), env_kwargs=json.dumps(kwargs),
+                          policy="saliency-ior", episodes=40, episode_length=3,
+                          shard_episodes=20, seed=4))  # fmt: skip
+    checkpoint = train(preset_config("tiny", data=str(data), out=str(tmp_path / "run"), steps=2,
+                                     batch_size=8, mode="window", views=3))  # fmt: skip
+    metrics = small_eval(checkpoint, data, tmp_path / "eval")
+    jsonschema.validate(json.loads(json.dumps(metrics)), SCHEMA)
+    assert metrics["data"]["pose"] == "displacement"
+    assert "error" in metrics["relative_pose"]["random_pairs"]
+    assert set(metrics["path_integration"]["views_actions"]["per_m"]) == {"2", "3"}
+    subset = train(preset_config("tiny", data=str(data), out=str(tmp_path / "subset"), steps=1,
+                                 batch_size=4, mode="subset", views=3))  # fmt: skip
+    with pytest.raises(ValueError, match="--mode window"):
+        small_eval(subset, data, tmp_path / "eval-subset")
