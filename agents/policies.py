@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from envs.fovea import sample_from_map
 from envs.glimpse import to_pixels
+from envs.rotations import sample_3diebench
 
 
 def episode_rng(seed: int, episode: int) -> np.random.Generator:
@@ -66,8 +67,9 @@ class UniformViewsPolicy(Policy):
 
     name = "uniform-views"
 
-    def __init__(self, euler_range: float | None = np.pi / 2) -> None:
+    def __init__(self, euler_range: float | None = np.pi / 2, ood: bool = False) -> None:
         self.euler_range = euler_range
+        self.ood = ood
 
     def begin(self, env, rng):
         if getattr(env.unwrapped, "turner", None) is None or env.unwrapped.turner.action_mode != (
@@ -77,12 +79,26 @@ class UniformViewsPolicy(Policy):
         super().begin(env, rng)
 
     def act(self, obs, info):
-        if self.euler_range is None:
+        if self.ood:
+            q = sample_3diebench(self.rng, ood=True)
+        elif self.euler_range is None:
             q = Rotation.random(random_state=self.rng).as_quat()
         else:
             angles = self.rng.uniform(-self.euler_range, self.euler_range, 3)
             q = Rotation.from_euler("xyz", angles).as_quat()
         return q.astype(np.float32)
+
+
+class OODViewsPolicy(UniformViewsPolicy):
+    """Out-of-distribution views: rotations outside 3DIEBench's Euler range (see
+    envs.rotations.sample_3diebench for why not seq-JEPA's recipe). Collect with it (and
+    ``initial_orientation="3diebench-ood"``) to evaluate a model trained on 3DIEBench's range
+    on rotations it never saw."""
+
+    name = "uniform-views-ood"
+
+    def __init__(self) -> None:
+        super().__init__(ood=True)
 
 
 class SaliencyIORPolicy(Policy):
@@ -133,7 +149,7 @@ class SaliencyIORPolicy(Policy):
 
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (RandomPolicy, UniformViewsPolicy, SaliencyIORPolicy)
+    cls.name: cls for cls in (RandomPolicy, UniformViewsPolicy, OODViewsPolicy, SaliencyIORPolicy)
 }
 
 

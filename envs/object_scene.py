@@ -16,10 +16,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from assets import Catalog, ObjectSpec, make_catalog
-from envs.rotations import IDENTITY, canonical, euler_xyz, quat_inv
+from envs.rotations import IDENTITY, canonical, euler_xyz, quat_inv, sample_3diebench
 from envs.scene import DEFAULT_MAX_LOADED_FACES, Lighting, Scene
 
-INITIAL_ORIENTATIONS = ("uniform", "3diebench", "identity")
+INITIAL_ORIENTATIONS = ("uniform", "3diebench", "3diebench-ood", "identity")
 LATENT_RESAMPLING = ("episode", "step")
 
 
@@ -68,8 +68,8 @@ class ObjectSceneEnv(gym.Env):
         catalog: "procedural" (default), "pybullet_data", "meshfolder", or a Catalog instance.
         catalog_kwargs: constructor kwargs of a catalog given by name (e.g. {"root": ...}).
         split: the catalog split objects are drawn from ("train", "val", "test", or None for all).
-        initial_orientation: "uniform" on SO(3), "3diebench" (Euler xyz each in [-pi/2, pi/2]) or
-            "identity".
+        initial_orientation: "uniform" on SO(3), "3diebench" (Euler xyz each in [-pi/2, pi/2]),
+            "3diebench-ood" (a rotation outside that range) or "identity".
         floor: draw 3DIEBench's floor at z = -1 (its hue is a latent).
         light_direction, light_hue: randomise the light (3DIEBench's spot light theta, phi, hue).
         latents: draw scene latents once per "episode" or at every "step" (3DIEBench-style).
@@ -191,9 +191,8 @@ class ObjectSceneEnv(gym.Env):
     def _sample_orientation(self) -> np.ndarray:
         if self.initial_orientation == "identity":
             return IDENTITY.copy()
-        if self.initial_orientation == "3diebench":
-            angles = self.np_random.uniform(-np.pi / 2, np.pi / 2, 3)
-            return Rotation.from_euler("xyz", angles).as_quat()
+        if self.initial_orientation.startswith("3diebench"):
+            return sample_3diebench(self.np_random, ood=self.initial_orientation.endswith("ood"))
         return Rotation.random(random_state=self.np_random).as_quat()
 
     def _sample_lighting(self) -> Lighting:

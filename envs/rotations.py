@@ -81,3 +81,25 @@ def geodesic_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle in degrees of the rotation between unit quaternions a and b (CONVENTIONS.md)."""
     a = np.asarray(a, float) / np.linalg.norm(a)
     return float(np.degrees(2 * np.arccos(np.clip(abs(np.dot(a, b)), 0.0, 1.0))))
+
+
+def sample_3diebench(rng: np.random.Generator, ood: bool = False) -> np.ndarray:
+    """An orientation (xyzw) from 3DIEBench's view distribution: extrinsic xyz Euler angles each
+    uniform in [-pi/2, pi/2].
+
+    ``ood``: a rotation outside that set, uniform on SO(3) otherwise. Not seq-JEPA's recipe
+    (each angle from +-[pi/2, pi]): (a, b, c) and (a + pi, pi - b, c + pi) are the same
+    rotation, which maps that box onto the training box measure for measure, so the recipe
+    draws the training distribution itself (measured: the mean angle from the identity is
+    83.3 degrees for both, and scipy decomposes every such draw into [-pi/2, pi/2]^3). A
+    rotation is in the training set exactly when scipy's xyz decomposition (middle angle in
+    [-pi/2, pi/2]) has |first| and |last| <= pi/2; ``ood`` rejects those (about 1 in 4 draws).
+    """
+    if not ood:
+        angles = rng.uniform(-np.pi / 2, np.pi / 2, 3)
+        return Rotation.from_euler("xyz", angles).as_quat()
+    while True:
+        rotation = Rotation.random(random_state=rng)
+        first, _, last = rotation.as_euler("xyz")
+        if max(abs(first), abs(last)) > np.pi / 2:
+            return rotation.as_quat()

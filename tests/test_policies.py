@@ -16,7 +16,7 @@ from agents.policies import (
     make_policy,
 )
 from envs.glimpse import to_pixels
-from envs.rotations import geodesic_deg
+from envs.rotations import geodesic_deg, sample_3diebench
 from tests.conftest import make_env
 
 
@@ -87,3 +87,23 @@ def test_batch_actor_drives_a_vector_env():
     vec.step(actions)
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("greedy")
+
+
+def test_ood_views_lie_outside_the_3diebench_range_and_the_papers_recipe_does_not():
+    rng = np.random.default_rng(0)
+    inside = Rotation.from_quat([sample_3diebench(rng) for _ in range(500)]).as_euler("xyz")
+    outside = Rotation.from_quat([sample_3diebench(rng, True) for _ in range(500)]).as_euler("xyz")
+    assert np.abs(inside[:, [0, 2]]).max() <= np.pi / 2 + 1e-9
+    assert (np.abs(outside[:, [0, 2]]).max(axis=1) > np.pi / 2).all()
+    # seq-JEPA's recipe (each angle from +-[pi/2, pi]) lands back inside the training range
+    recipe = rng.uniform(np.pi / 2, np.pi, (500, 3)) * rng.choice([-1, 1], (500, 3))
+    assert np.abs(Rotation.from_euler("xyz", recipe).as_euler("xyz")).max() <= np.pi / 2 + 1e-9
+    env = gym.make("SeqJEPA-Rotate-v0", image_size=16, action_mode="absolute",
+                   initial_orientation="3diebench-ood")  # fmt: skip
+    obs, info = env.reset(seed=0)
+    policy = make_policy("uniform-views-ood")
+    policy.begin(env, episode_rng(0, 0))
+    for _ in range(10):
+        first, _, last = Rotation.from_quat(info["orientation"]).as_euler("xyz")
+        assert max(abs(first), abs(last)) > np.pi / 2
+        obs, _, _, _, info = env.step(policy.act(obs, info))
