@@ -6,7 +6,9 @@ Two ways to cut sequences:
 - ``"window"``: M+1 consecutive observations of a trajectory, with the recorded actions
   (``action_key="actions"``: the executed command in its frame) or ``"rel_quats"``;
 - ``"subset"``: M+1 distinct observations of one episode (or 3DIEBench object) in random order
-  (3DIEBench style), with relative rotations R_{t-1}^-1 R_t computed from the orientations.
+  (3DIEBench style), with relative rotations R_{t-1}^-1 R_t computed from the orientations;
+- ``"subset-colour"``: the same, with the paper's rotation + colour actions (the relative
+  rotation, then the changes of floor hue and light hue: 6-d).
 
 Either way ``actions[t]`` is what leads to ``views[t]`` (CONVENTIONS.md; ``actions[0]`` is the
 identity). Items are addressed by (step, index): the randomness of step k's batch comes from
@@ -25,8 +27,30 @@ from torch.utils.data import Dataset, Sampler
 from seqjepa.iebench import IEBenchDataset
 from seqjepa.rollouts import SPLITS, RolloutDataset
 
-MODES = ("window", "subset")
+MODES = ("window", "subset", "subset-colour")
+#: Columns of the CONVENTIONS.md ``latents`` whose changes the rotation + colour actions carry.
+COLOUR_LATENTS = (3, 6)  # floor_hue, light_hue
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
+
+
+def subset_actions(
+    orientations: np.ndarray, latents: np.ndarray | None = None, colour: bool = False
+) -> np.ndarray:
+    """Actions of views taken in the given order: relative rotations (4-d), plus with ``colour``
+    the paper's rotation + colour setting's change of floor hue and of light hue (6-d). Hues
+    are circular: their change is wrapped into [-0.5, 0.5)."""
+    actions = relative_rotations(orientations)
+    if not colour:
+        return actions
+    hues = np.asarray(latents, np.float64)[:, COLOUR_LATENTS]
+    if not np.isfinite(hues).all():
+        raise ValueError(
+            "rotation + colour actions need floor and light hues in every view's latents "
+            "(collect SeqJEPA-Rotate3DIEBench-v0, or floor=True, light_hue=True)"
+        )
+    change = np.diff(hues, axis=0, prepend=hues[:1])
+    change = (change + 0.5) % 1.0 - 0.5
+    return np.concatenate([actions, change.astype(np.float32)], axis=1)
 
 
 def relative_rotations(orientations: np.ndarray) -> np.ndarray:
@@ -91,7 +115,7 @@ class SequenceDataset(Dataset):
         self.seed = int(seed)
         if isinstance(source, IEBenchDataset):
             if mode != "subset":
-                raise ValueError("3DIEBench has no trajectories: use mode='subset'")
+                raise ValueError("3DIEBench folders are read with mode='subset'")
             self._items = np.arange(len(source))
             self.action_dim = 4
             self.num_classes = int(source.labels.max(initial=0)) + 1
@@ -114,10 +138,16 @@ class SequenceDataset(Dataset):
         if len(self._items) == 0:
             raise ValueError(f"no episode of split {split!r} holds {self.length} observations")
         first = source.shard_arrays(0)
-        key = "orientations" if mode == "subset" else action_key
-        if key not in first:
-            raise ValueError(f"the dataset has no {key!r} (needed for mode={mode!r})")
-        self.action_dim = 4 if mode == "subset" else int(first[action_key].shape[1])
+        needed = {
+            "window": [action_key],
+            "subset": ["orientations"],
+            "subset-colour": ["orientations", "latents"],
+        }[mode]
+        for key in needed:
+            if key not in first:
+                raise ValueError(f"the dataset has no {key!r} (needed for mode={mode!r})")
+        dims = {"subset": 4, "subset-colour": 6}
+        self.action_dim = dims.get(mode) or int(first[action_key].shape[1])
 
     def _episode_lengths(self) -> np.ndarray:
         return self._per_episode(lambda a: np.diff(a["offsets"]))
@@ -148,7 +178,12 @@ class SequenceDataset(Dataset):
             data = self.source.episode(int(self._items[index]))
             chosen = self._choose(step, index, len(data["views"]))
             views = np.asarray(data["views"][chosen])
-            actions = relative_rotations(np.asarray(data["orientations"][chosen], np.float64))
+            colour = self.mode == "subset-colour"
+            actions = subset_actions(
+                np.asarray(data["orientations"][chosen], np.float64),
+                np.asarray(data["latents"][chosen]) if colour else None,
+                colour,
+            )
         return _tensors(views, actions, data["label"])
 
     def _choose(self, step: int, index: int, available: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from seqjepa.data import relative_rotations
+from seqjepa.data import subset_actions
 from seqjepa.methods import build_model
 from seqjepa.metrics import effective_rank, geodesic_deg, r2_score
 from seqjepa.model import normalise_target
@@ -163,7 +163,7 @@ def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> 
             pose_key, kind = "orientations", "rotation"
         else:
             raise DatasetError(f"{data.root}: no orientations or positions to probe poses with")
-        if kind == "displacement" and train_cfg.mode == "subset":
+        if kind == "displacement" and train_cfg.mode.startswith("subset"):
             raise DatasetError(
                 f"{data.root}: glimpse data, but the model was trained with mode=subset "
                 "(relative rotations of a still object); train it with --mode window"
@@ -177,8 +177,9 @@ def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> 
                 continue
             window = slice(int(start), int(start) + length)
             poses = np.asarray(arrays[pose_key][window], np.float64)
-            if train_cfg.mode == "subset":
-                transitions = relative_rotations(poses)
+            if train_cfg.mode.startswith("subset"):
+                latents = arrays["latents"][window] if "latents" in arrays else None
+                transitions = subset_actions(poses, latents, train_cfg.mode == "subset-colour")
             else:
                 transitions = np.asarray(arrays[train_cfg.action_key][window], np.float32)
             parts["views"].append(np.asarray(arrays["views"][window]))

@@ -74,7 +74,8 @@ class TrainConfig:
     views: int = 4
     """Views per training sequence, M_tr + 1 (the paper: M_tr = 3)."""
     mode: str = "subset"
-    """How sequences are cut: window (consecutive) or subset (random views, 3DIEBench style)."""
+    """How sequences are cut: window (consecutive), subset (random views, 3DIEBench style) or
+    subset-colour (subset with the paper's rotation + colour actions: 6-d)."""
     action_key: str = "actions"
     """Window mode: condition on the executed command ('actions') or on 'rel_quats'."""
     batch_size: int = 64

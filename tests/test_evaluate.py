@@ -15,11 +15,13 @@ from scipy.spatial.transform import Rotation
 
 from experiments.collect import CollectConfig
 from experiments.collect import run as collect
+from seqjepa.data import SequenceDataset
 from seqjepa.evaluate import EvalConfig, evaluate, recalibrate_batchnorm, relative_pose
 from seqjepa.methods import build_model
 from seqjepa.metrics import canonical_quat, effective_rank, geodesic_deg, r2_score
 from seqjepa.model import ModelConfig, normalise_target, quaternion_matrix
 from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
+from seqjepa.rollouts import RolloutDataset
 from seqjepa.train import PRESETS, preset_config, train
 from seqjepa.vicreg import vicreg_loss
 from tests.conftest import env_kwargs
@@ -241,3 +243,27 @@ def test_glimpse_models_are_probed_by_displacement(tmp_path):
                                  batch_size=4, mode="subset", views=3))  # fmt: skip
     with pytest.raises(ValueError, match="--mode window"):
         small_eval(subset, data, tmp_path / "eval-subset")
+
+
+def test_rotation_and_colour_actions_and_latent_probes(tmp_path):
+    data = tmp_path / "colour"
+    kwargs = {"image_size": 16, "split": None}
+    collect(CollectConfig(env="SeqJEPA-Rotate3DIEBench-v0", out=str(data), episodes=40,
+                          env_kwargs=json.dumps(kwargs), policy="uniform-views",
+                          episode_length=3, shard_episodes=20, seed=6))  # fmt: skip
+    sequences = SequenceDataset(data, 3, mode="subset-colour", seed=1, split=None)
+    views, actions, _ = sequences[(0, 5)]
+    assert sequences.action_dim == 6 and actions.shape == (3, 6)
+    episode = RolloutDataset(data).episode(int(sequences._items[5]))
+    frames = [int(np.flatnonzero((episode["views"] == v.numpy()).all(axis=(1, 2, 3)))[0])
+              for v in views]  # fmt: skip
+    hues = episode["latents"][frames][:, 3]
+    change = (np.diff(hues) + 0.5) % 1 - 0.5
+    assert np.allclose(actions[1:, 4].numpy(), change, atol=1e-6) and (actions[0, 4:] == 0).all()
+    assert (np.abs(actions[:, 4:].numpy()) <= 0.5).all()
+    checkpoint = train(preset_config("tiny", data=str(data), out=str(tmp_path / "run"), steps=2,
+                                     batch_size=8, views=3, mode="subset-colour"))  # fmt: skip
+    metrics = small_eval(checkpoint, data, tmp_path / "eval")
+    assert set(metrics["latents"]["per_latent_r2"]) == {
+        "floor_hue", "light_theta", "light_phi", "light_hue"}  # fmt: skip
+    jsonschema.validate(json.loads(json.dumps(metrics)), SCHEMA)
