@@ -33,11 +33,6 @@ def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float((1 - residual[varying] / total[varying]).mean())
 
 
-def canonical_quat(q: torch.Tensor) -> torch.Tensor:
-    """xyzw quaternions with the sign that makes w >= 0 (q and -q are one rotation)."""
-    return torch.where(q[..., 3:] < 0, -q, q)
-
-
 def geodesic_deg(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Angle in degrees between rotations: 2 arccos |<q_hat, q>| with q_hat normalised first
     (CONVENTIONS.md); sign-blind, so canonicalisation does not matter here."""

@@ -89,18 +89,16 @@ def fit_linear_classifier(
     and scored on ``test``. Returns test top-1, the chosen penalty and its held-out top-1.
     """
     x_fit, x_held, x_test = fit.features(), held.features(), test.features()
-    standardiser = _standardiser(x_fit)
 
-    def train(x: torch.Tensor, y: torch.Tensor, decay: float) -> nn.Linear:
-        nonlocal standardiser
-        standardiser = _standardiser(x)
+    def train(x: torch.Tensor, y: torch.Tensor, decay: float):
+        """A head and the standardiser of the data it learnt from."""
+        mean, std = _standardiser(x)
         with torch.random.fork_rng():  # a fixed initialisation, the caller's RNG untouched
             torch.manual_seed(0)
             head = nn.Linear(x.shape[1], num_classes)
         optimizer = torch.optim.LBFGS(
             head.parameters(), max_iter=iterations, line_search_fn="strong_wolfe"
         )
-        mean, std = standardiser
         x = (x - mean) / std
 
         def closure() -> torch.Tensor:
@@ -110,18 +108,18 @@ def fit_linear_classifier(
             return loss
 
         optimizer.step(closure)
-        return head
+        return head, mean, std
 
-    def top1(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
-        mean, std = standardiser  # of the data ``head`` was trained on
+    def top1(trained, x: torch.Tensor, y: torch.Tensor) -> float:
+        head, mean, std = trained
         with torch.no_grad():
             return float((head((x - mean) / std).argmax(-1) == y).float().mean())
 
     scores = {d: top1(train(x_fit, fit.targets, d), x_held, held.targets) for d in decays}
     best = max(decays, key=lambda d: (scores[d], d))  # ties: the stronger penalty
-    head = train(torch.cat([x_fit, x_held]), torch.cat([fit.targets, held.targets]), best)
+    final = train(torch.cat([x_fit, x_held]), torch.cat([fit.targets, held.targets]), best)
     return {
-        "top1": top1(head, x_test, test.targets),
+        "top1": top1(final, x_test, test.targets),
         "weight_decay": best,
         "heldout_top1": scores[best],
     }
