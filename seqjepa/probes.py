@@ -75,23 +75,42 @@ def _standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(dim=0), x.std(dim=0).clamp_min(1e-6)
 
 
-def fit_linear_classifier(
+@dataclass
+class LinearHead:
+    """A fitted multinomial logistic-regression probe: standardise, then one linear layer.
+
+    Plain tensors, so that it saves to an ``.npz`` (the recognition task's classifier) and runs
+    without the code that fitted it."""
+
+    weight: torch.Tensor  # (classes, features)
+    bias: torch.Tensor  # (classes,)
+    mean: torch.Tensor  # (features,)
+    std: torch.Tensor  # (features,)
+    weight_decay: float
+    heldout_top1: float
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear((x.float() - self.mean) / self.std, self.weight, self.bias)
+
+    def top1(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((self.logits(x).argmax(-1) == y).float().mean())
+
+
+def fit_linear_head(
     fit: Samples,
     held: Samples,
-    test: Samples,
     num_classes: int,
     decays: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2),
     iterations: int = 100,
-) -> dict[str, float]:
+) -> LinearHead:
     """Multinomial logistic regression on standardised features (full-batch L-BFGS).
 
-    The L2 penalty is chosen by held-out top-1; the probe is then refitted on fit + held with it
-    and scored on ``test``. Returns test top-1, the chosen penalty and its held-out top-1.
+    The L2 penalty is chosen by held-out top-1; the head is then refitted on fit + held with it.
     """
-    x_fit, x_held, x_test = fit.features(), held.features(), test.features()
+    x_fit, x_held = fit.features(), held.features()
 
-    def train(x: torch.Tensor, y: torch.Tensor, decay: float):
-        """A head and the standardiser of the data it learnt from."""
+    def train(x: torch.Tensor, y: torch.Tensor, decay: float) -> LinearHead:
         mean, std = _standardiser(x)
         with torch.random.fork_rng():  # a fixed initialisation, the caller's RNG untouched
             torch.manual_seed(0)
@@ -108,20 +127,25 @@ def fit_linear_classifier(
             return loss
 
         optimizer.step(closure)
-        return head, mean, std
+        return LinearHead(head.weight.detach(), head.bias.detach(), mean, std, decay, 0.0)
 
-    def top1(trained, x: torch.Tensor, y: torch.Tensor) -> float:
-        head, mean, std = trained
-        with torch.no_grad():
-            return float((head((x - mean) / std).argmax(-1) == y).float().mean())
-
-    scores = {d: top1(train(x_fit, fit.targets, d), x_held, held.targets) for d in decays}
+    scores = {d: train(x_fit, fit.targets, d).top1(x_held, held.targets) for d in decays}
     best = max(decays, key=lambda d: (scores[d], d))  # ties: the stronger penalty
     final = train(torch.cat([x_fit, x_held]), torch.cat([fit.targets, held.targets]), best)
+    final.heldout_top1 = scores[best]
+    return final
+
+
+def fit_linear_classifier(
+    fit: Samples, held: Samples, test: Samples, num_classes: int, **kwargs
+) -> dict[str, float]:
+    """``fit_linear_head`` scored once on ``test``: test top-1, the chosen penalty and its
+    held-out top-1."""
+    head = fit_linear_head(fit, held, num_classes, **kwargs)
     return {
-        "top1": top1(final, x_test, test.targets),
-        "weight_decay": best,
-        "heldout_top1": scores[best],
+        "top1": head.top1(test.features(), test.targets),
+        "weight_decay": head.weight_decay,
+        "heldout_top1": head.heldout_top1,
     }
 
 

@@ -327,7 +327,8 @@ def train(cfg: TrainConfig) -> Path | None:
     probes = probes.to(device)
     if cfg.resume and "probes" in state:
         probes.load_state_dict(state["probes"])
-    run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out, probes)
+    spec = data_spec(cfg, source)
+    run = _Run(cfg, model, wrapped, optimizer, device, rank, world, out, probes, spec)
     try:
         if rank != 0:
             run.loop(batches, start, stop, None)
@@ -402,6 +403,7 @@ class _Run:
     world: int
     out: Path
     probes: OnlineProbes
+    data_spec: dict[str, Any]
     board: Any = None  # a TensorBoard SummaryWriter on rank 0 when tensorboard is installed
 
     def loop(self, batches: Iterable, start: int, stop: int, metrics) -> Path | None:
@@ -453,7 +455,9 @@ class _Run:
             progress.set_postfix(loss=f"{row['loss']:.4f}")
             progress.update()
             if step % cfg.checkpoint_every == 0 or step == stop:
-                last = _checkpoint(self.out, model, self.optimizer, self.probes, cfg, step)
+                last = _checkpoint(
+                    self.out, model, self.optimizer, self.probes, cfg, step, self.data_spec
+                )
         progress.close()
         return last
 
@@ -472,6 +476,30 @@ class _Run:
                 (loss / parts).backward()
             total += loss.detach() / parts
         return total, extras, (a, labels.chunk(parts)[-1])
+
+
+def data_spec(cfg: TrainConfig, source: Any) -> dict[str, Any]:
+    """What the model was trained on (kept in every checkpoint): the env id and kwargs, the view
+    size and the action dimension, so that whoever loads the checkpoint (agents' representation
+    wrapper) can refuse an env the model never saw instead of computing nonsense."""
+    spec: dict[str, Any] = {"action_dim": int(source.action_dim)}
+    if cfg.synthetic:
+        return spec | {"source": "synthetic", "image_size": int(cfg.synthetic)}
+    if cfg.env:
+        view = source.vector.single_observation_space["view"]
+        kwargs = json.loads(cfg.env_kwargs)
+        live = {"source": "live", "env_id": cfg.env, "env_kwargs": kwargs}
+        return spec | live | {"image_size": int(view.shape[0])}
+    recording = getattr(source.source, "meta", None)
+    if recording is None:  # a 3DIEBench folder
+        return spec | {"source": "3diebench", "image_size": source.source.image_size}
+    return spec | {
+        "source": "recording",
+        "env_id": recording["env_id"],
+        "env_kwargs": recording["env_kwargs"],
+        "categories": recording.get("categories"),
+        "image_size": int(source.source.shard_arrays(0)["views"].shape[1]),
+    }
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -498,7 +526,9 @@ def _monitor(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> dict[str, f
     return row
 
 
-def _checkpoint(out: Path, model, optimizer, probes, cfg: TrainConfig, step: int) -> Path:
+def _checkpoint(
+    out: Path, model, optimizer, probes, cfg: TrainConfig, step: int, spec: dict[str, Any]
+) -> Path:
     path = out / f"checkpoint-{step:07d}.pt"
     save_checkpoint(
         path,
@@ -510,6 +540,7 @@ def _checkpoint(out: Path, model, optimizer, probes, cfg: TrainConfig, step: int
             "optimizer": optimizer.state_dict(),
             "probes": probes.state_dict(),
             "step": step,
+            "data": spec,
         },
     )
     previous = latest_checkpoint(out)

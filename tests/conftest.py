@@ -94,3 +94,42 @@ def rollout(env, seed: int, steps: int):
         obs, _, _, _, info = env.step(env.action_space.sample())
         trajectory.append((obs, info))
     return trajectory
+
+
+def tiny_checkpoint(
+    path: Path, env_id: str, image_size: int, mode: str = "subset", action_dim: int = 4, **kwargs
+) -> Path:
+    """An untrained, very small seq-JEPA checkpoint that says it was trained on ``env_id``
+    (the agents' tests need a model, not a good one)."""
+    import dataclasses
+
+    import torch
+
+    from seqjepa.methods import build_model
+    from seqjepa.train import (
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_VERSION,
+        config_dict,
+        preset_config,
+        save_checkpoint,
+    )
+
+    cfg = preset_config("tiny", mode=mode)
+    model_cfg = dataclasses.replace(
+        cfg.model,
+        widths=(8, 16, 16, 32),
+        action_dim=action_dim,
+        action_proj_dim=16,
+        predictor_hidden=64,
+        dropout=0.0,
+    )
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.method, cfg.model)
+    spec = {"action_dim": action_dim, "source": "recording", "env_id": env_id}
+    spec |= {"env_kwargs": kwargs, "image_size": image_size}
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
+    state |= {"config": config_dict(cfg), "model": model.state_dict(), "step": 0, "data": spec}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, state)
+    return path
