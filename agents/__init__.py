@@ -1,2 +1,56 @@
-"""Agents: policies that choose rotations and glimpses (``policies``), and what stable-baselines3
-needs to read this suite's small views (``extractors``)."""
+"""Agents: policies that choose rotations and glimpses (``policies``), the representation
+wrapper that lets them see through a frozen seq-JEPA (``representation``), the tasks built on it
+(``recognition``, ``homing``), PPO (``ppo``), and what stable-baselines3 needs to read small
+views (``extractors``).
+
+Importing this package registers the task ids (by entry-point strings: nothing heavy is
+imported until an env is made). Every task id takes a ``checkpoint`` kwarg:
+
+    import gymnasium as gym
+    import agents
+    env = gym.make("SeqJEPA-Recognition-Rotate-v0", checkpoint="runs/.../seq-JEPA")
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gymnasium.envs.registration import register, registry
+
+import envs  # noqa: F401  (the base ids the tasks build on)
+
+#: Task id -> (entry point, default kwargs). Tests run over all of them.
+TASK_IDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "SeqJEPA-Recognition-Rotate-v0": (
+        "agents.recognition:ActiveRecognition",
+        {"base": "SeqJEPA-Rotate-v0", "budget": 5},
+    ),
+    "SeqJEPA-Recognition-Saccade-v0": (
+        "agents.recognition:ActiveRecognition",
+        {"base": "SeqJEPA-Saccade-v0", "budget": 5},
+    ),
+    "SeqJEPA-Homing-Rotate-v0": (
+        "agents.homing:Homing",
+        {"base": "SeqJEPA-Rotate-v0", "warmup": 3, "budget": 6},
+    ),
+    # Actuation noise (5 degrees per axis per step): dead reckoning drifts, vision must help.
+    "SeqJEPA-Homing-RotateNoisy-v0": (
+        "agents.homing:Homing",
+        {
+            "base": "SeqJEPA-Rotate-v0",
+            "warmup": 3,
+            "budget": 6,
+            "base_kwargs": {"action_noise": math.radians(5.0)},
+        },
+    ),
+    "SeqJEPA-Homing-Saccade-v0": (
+        "agents.homing:Homing",
+        {"base": "SeqJEPA-Saccade-v0", "warmup": 3, "budget": 6},
+    ),
+}
+
+
+for _id, (_entry_point, _kwargs) in TASK_IDS.items():
+    if _id not in registry:
+        register(_id, entry_point=_entry_point, kwargs=_kwargs)

@@ -148,8 +148,80 @@ class SaliencyIORPolicy(Policy):
         self.map /= total
 
 
+#: Coverage's candidate turns: the 26 neighbours of the origin in {-1, 0, 1}^3 (Box units).
+_COVERAGE_MOVES = (
+    np.array([m for m in np.ndindex(3, 3, 3) if m != (1, 1, 1)], dtype=np.float64) - 1.0
+)
+
+
+class CoveragePolicy(Policy):
+    """Turn toward the least-seen side of the object.
+
+    It keeps the directions it has looked from, in the object's initial frame, computed from its
+    own commands (no vision, no ground truth): with camera-frame commands composed into C, the
+    viewing direction is C^-1 (0, 0, 1). Each step it picks, among the 26 full-strength turns
+    of {-1, 0, 1}^3, the one whose new viewing direction is furthest (in angle) from every
+    direction seen so far; ties go to the episode's rng. Needs a Rotate env with relative,
+    camera-frame actions.
+    """
+
+    name = "coverage"
+
+    def begin(self, env, rng):
+        turner = getattr(env.unwrapped, "turner", None)
+        if turner is None or turner.action_mode != "relative" or turner.action_frame != "camera":
+            raise ValueError("coverage needs a Rotate env with relative, camera-frame actions")
+        super().begin(env, rng)
+        self.moves = Rotation.from_rotvec(_COVERAGE_MOVES * turner.max_step_angle)
+        self.composed = Rotation.identity()
+        self.seen = [np.array([0.0, 0.0, 1.0])]
+
+    def act(self, obs, info):
+        candidates = self.moves * self.composed  # each turn applied after the path so far
+        directions = candidates.inv().apply([0.0, 0.0, 1.0])
+        nearest = (directions @ np.array(self.seen).T).max(axis=1)  # cosine to the closest seen
+        best = np.flatnonzero(nearest <= nearest.min() + 1e-9)
+        choice = int(self.rng.choice(best))
+        self.composed = candidates[choice]
+        self.seen.append(directions[choice])
+        return _COVERAGE_MOVES[choice].astype(np.float32)
+
+
+class DeadReckoningPolicy(Policy):
+    """Homing without vision: apply the inverse of the composed commanded path
+    (``info["dead_reckoning"]`` of agents.homing.Homing), as far as one step allows, along the
+    straight line (the rotation vector or the displacement scaled, not clipped per axis)."""
+
+    name = "dead-reckoning"
+
+    def begin(self, env, rng):
+        unwrapped = env.unwrapped
+        if hasattr(unwrapped, "fovea"):
+            self.unit = unwrapped.fovea.max_saccade
+        elif hasattr(unwrapped, "turner"):
+            self.unit = unwrapped.turner.max_step_angle
+        else:
+            raise ValueError("dead-reckoning needs a Rotate or Saccade env")
+        super().begin(env, rng)
+
+    def act(self, obs, info):
+        if "dead_reckoning" not in info:
+            raise ValueError("dead-reckoning reads info['dead_reckoning']: use a Homing task")
+        move = np.asarray(info["dead_reckoning"], np.float64) / self.unit
+        largest = np.abs(move).max()
+        return (move / max(largest, 1.0)).astype(np.float32)
+
+
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (RandomPolicy, UniformViewsPolicy, OODViewsPolicy, SaliencyIORPolicy)
+    cls.name: cls
+    for cls in (
+        RandomPolicy,
+        UniformViewsPolicy,
+        OODViewsPolicy,
+        SaliencyIORPolicy,
+        CoveragePolicy,
+        DeadReckoningPolicy,
+    )
 }
 
 

@@ -97,7 +97,12 @@ def rollout(env, seed: int, steps: int):
 
 
 def tiny_checkpoint(
-    path: Path, env_id: str, image_size: int, mode: str = "subset", action_dim: int = 4, **kwargs
+    path: Path,
+    env_id: str,
+    image_size: int,
+    mode: str = "subset",
+    action_dim: int = 4,
+    env_kwargs: dict | None = None,
 ) -> Path:
     """An untrained, very small seq-JEPA checkpoint that says it was trained on ``env_id``
     (the agents' tests need a model, not a good one)."""
@@ -127,7 +132,7 @@ def tiny_checkpoint(
     torch.manual_seed(0)
     model = build_model(cfg.method, cfg.model)
     spec = {"action_dim": action_dim, "source": "recording", "env_id": env_id}
-    spec |= {"env_kwargs": kwargs, "image_size": image_size}
+    spec |= {"env_kwargs": env_kwargs or {}, "image_size": image_size}
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
     state |= {"config": config_dict(cfg), "model": model.state_dict(), "step": 0, "data": spec}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,152 @@
+"""The task envs registered by ``import agents``: every id passes Gymnasium's checker and is
+deterministic; rewards and success criteria on scripted trajectories (dead reckoning homes
+without noise, a random policy mostly fails; recognition rewards telescope)."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+import agents
+from agents.homing import Homing
+from agents.policies import CoveragePolicy, DeadReckoningPolicy, RandomPolicy, episode_rng
+from agents.recognition import ActiveRecognition, Classifier, fit_classifier
+from seqjepa.probes import LinearHead
+from tests.conftest import tiny_checkpoint
+
+TASK_IDS = list(agents.TASK_IDS)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny checkpoint per base env class, each with a fitted classifier beside it."""
+    root = tmp_path_factory.mktemp("tasks")
+    rotate = tiny_checkpoint(root / "rotate" / "model.pt", "SeqJEPA-Rotate-v0", 24)
+    glimpses = {"scene_size": 64, "glimpse_size": 16}
+    saccade = tiny_checkpoint(
+        root / "saccade" / "model.pt", "SeqJEPA-Saccade-v0", 16, "window", 2, glimpses
+    )
+    fit_classifier(rotate, "SeqJEPA-Rotate-v0", budget=3, episodes=16)
+    fit_classifier(saccade, "SeqJEPA-Saccade-v0", budget=3, episodes=16)
+    return {"Rotate": rotate, "Saccade": saccade}
+
+
+def _checkpoint_for(task_id: str, checkpoints) -> str:
+    return str(checkpoints["Saccade" if "Saccade" in task_id else "Rotate"])
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+@pytest.mark.filterwarnings("ignore:.*(unwrapped|infinity).*")
+def test_every_task_passes_the_checker_and_is_deterministic(
+    task_id, checkpoints, nan_aware_checker
+):
+    env = gym.make(task_id, checkpoint=_checkpoint_for(task_id, checkpoints))
+    nan_aware_checker(env, skip_render_check=True)
+    runs = []
+    for _ in range(2):
+        env.action_space.seed(4)
+        obs, _ = env.reset(seed=4)
+        trace = [obs["z_agg"]]
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            trace.append(np.append(obs["z_agg"], reward))
+            done = terminated or truncated
+        runs.append(np.concatenate(trace))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    restored = pickle.loads(pickle.dumps(env))
+    np.testing.assert_allclose(restored.reset(seed=4)[0]["z_agg"], env.reset(seed=4)[0]["z_agg"])
+
+
+def _homing_success(env: Homing, policy, episodes: int) -> float:
+    wins = 0
+    for episode in range(episodes):
+        obs, info = env.reset(seed=episode)
+        policy.begin(env, episode_rng(0, episode))
+        done = False
+        while not done:
+            obs, _, done, _, info = env.step(policy.act(obs, info))
+        wins += info["success"]
+    return wins / episodes
+
+
+@pytest.mark.parametrize("base", ["Rotate", "Saccade"])
+def test_dead_reckoning_homes_without_noise_and_random_mostly_fails(base, checkpoints):
+    env = Homing(checkpoints[base], f"SeqJEPA-{base}-v0")
+    assert _homing_success(env, DeadReckoningPolicy(), 8) == 1.0
+    assert _homing_success(env, RandomPolicy(), 8) <= 0.25
+
+
+def test_actuation_noise_defeats_dead_reckoning(checkpoints):
+    env = Homing(checkpoints["Rotate"], base_kwargs={"action_noise": np.radians(8.0)})
+    assert _homing_success(env, DeadReckoningPolicy(), 12) < 0.75
+
+
+def test_homing_rewards_sum_to_the_error_reduction(checkpoints):
+    env = Homing(checkpoints["Rotate"])
+    _, info = env.reset(seed=1)
+    start, total = info["error"], 0.0
+    for _ in range(env.budget):
+        _, reward, done, _, info = env.step(env.action_space.sample())
+        total += reward
+    assert done
+    assert total == pytest.approx((start - info["error"]) / 180.0)
+
+
+def test_recognition_rewards_telescope_and_sparse_pays_only_when_right(checkpoints):
+    dense = ActiveRecognition(checkpoints["Rotate"], budget=3)
+    obs, info = dense.reset(seed=2)
+    first = np.log(obs["class_probs"][info["label"]])
+    total = 0.0
+    for _ in range(2):
+        obs, reward, done, _, info = dense.step(dense.action_space.sample())
+        total += reward
+    assert done and info["views"] == 3
+    assert total == pytest.approx(np.log(obs["class_probs"][info["label"]]) - first, abs=1e-4)
+    with pytest.raises(RuntimeError, match="budget"):
+        dense.step(dense.action_space.sample())
+    sparse = ActiveRecognition(checkpoints["Rotate"], budget=2, reward="sparse")
+    sparse.reset(seed=2)
+    _, reward, done, _, info = sparse.step(sparse.action_space.sample())
+    assert done and reward == float(info["correct"])
+
+
+def test_coverage_spreads_its_views(checkpoints):
+    """Coverage's viewing directions are further apart than a random policy's."""
+    env = ActiveRecognition(checkpoints["Rotate"], budget=5)
+
+    def spread(policy) -> float:
+        gaps = []
+        for episode in range(4):
+            obs, info = env.reset(seed=episode)
+            policy.begin(env, episode_rng(1, episode))
+            start = info["orientation"]
+            directions = [np.array([0.0, 0.0, 1.0])]
+            for _ in range(4):
+                obs, *_, info = env.step(policy.act(obs, info))
+                turn = Rotation.from_quat(info["orientation"]) * Rotation.from_quat(start).inv()
+                directions.append(turn.inv().apply([0.0, 0.0, 1.0]))
+            d = np.array(directions)
+            cos = d @ d.T
+            gaps.append(np.arccos(np.clip(cos[np.triu_indices(5, 1)], -1, 1)).min())
+        return float(np.mean(gaps))
+
+    assert spread(CoveragePolicy()) > spread(RandomPolicy())
+
+
+def test_classifier_errors_name_the_problem(checkpoints, tmp_path):
+    with pytest.raises(FileNotFoundError, match="seqjepa-gym classifier"):
+        ActiveRecognition(checkpoints["Rotate"], classifier=tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="not a classifier"):
+        Classifier.load(tmp_path / "bad.npz")
+    narrow = LinearHead(torch.zeros(3, 10), torch.zeros(3), torch.zeros(10), torch.ones(10), 0, 0)
+    with pytest.raises(ValueError, match="10-d features"):
+        ActiveRecognition(checkpoints["Rotate"], classifier=Classifier(narrow, ["a", "b", "c"]))
+    with pytest.raises(ValueError, match="SeqJEPA-Rotate-v0"):
+        ActiveRecognition(checkpoints["Rotate"], base="SeqJEPA-Saccade-v0")
