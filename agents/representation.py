@@ -309,6 +309,7 @@ class RepresentationWrapper(gym.Wrapper):
         return self._observation(obs), reward, terminated, truncated, info
 
     def _observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.last_view = obs["view"]  # for whoever draws the episode (GIFs)
         features = self.representer.features(np.array([0]))
         out = {key: value[0] for key, value in features.items()}
         return out | {key: obs[key] for key in self.keep}

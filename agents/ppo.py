@@ -1,0 +1,135 @@
+"""PPO (stable-baselines3) on a task's representation observations.
+
+The task envs already observe through the frozen world model, so the PPO policy is a small MLP
+over the flat Dict of vectors (SB3's MultiInputPolicy). The world model is loaded once and
+shared by the envs of the DummyVecEnv (it is frozen: nothing to keep apart).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv
+from tqdm import tqdm
+
+import agents  # noqa: F401  (registers the task ids)
+from agents.policies import Policy
+from agents.representation import WorldModel, load_world_model
+
+
+@dataclass
+class AgentConfig:
+    """One PPO run on a task."""
+
+    task: str = "SeqJEPA-Recognition-Rotate-v0"
+    """Task id (registered by ``import agents``)."""
+    checkpoint: str = ""
+    """World model checkpoint (file or run folder) the task observes through."""
+    task_kwargs: str = "{}"
+    """JSON object of further task kwargs (e.g. {"budget": 8}); split is always train."""
+    out: str = "runs/agent"
+    """Folder for policy.zip, config.json and progress.csv."""
+    steps: int = 20_000
+    """Environment steps to train for."""
+    envs: int = 4
+    """Parallel envs (one process; they share the world model)."""
+    n_steps: int = 64
+    """Steps per env between PPO updates."""
+    batch_size: int = 64
+    """PPO minibatch size."""
+    epochs: int = 4
+    """PPO epochs per update."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.95
+    """Discount (episodes are a handful of steps)."""
+    ent_coef: float = 0.01
+    """Entropy bonus: keeps the policy exploring early on."""
+    seed: int = 0
+    """Seeds PPO, the envs and their objects."""
+    device: str = "cpu"
+    """Where PPO and the world model run (small MLPs: CPU is usually faster)."""
+
+
+class ProgressBar(BaseCallback):
+    """A tqdm bar over environment steps. (SB3's own progress bar needs ``rich``, which this
+    project does not otherwise depend on.)"""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, desc="ppo", unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def make_task_vec(
+    task: str, world: WorldModel, kwargs: dict[str, Any], envs: int, seed: int
+) -> DummyVecEnv:
+    """``envs`` copies of the task in one DummyVecEnv, seeded ``seed``, ``seed + 1``, ..."""
+    venv = DummyVecEnv([lambda: gym.make(task, checkpoint=world, **kwargs)] * envs)
+    venv.seed(seed)
+    return venv
+
+
+def train_agent(cfg: AgentConfig) -> Path:
+    """Train PPO on ``cfg.task`` and save ``out/policy.zip``; returns its path."""
+    if not cfg.checkpoint:
+        raise ValueError("--checkpoint is required: the world model the task observes through")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = load_world_model(cfg.checkpoint, cfg.device)
+    kwargs = json.loads(cfg.task_kwargs) | {"split": "train"}
+    venv = make_task_vec(cfg.task, world, kwargs, cfg.envs, cfg.seed)
+    model = PPO(
+        "MultiInputPolicy",
+        venv,
+        n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size,
+        n_epochs=cfg.epochs,
+        learning_rate=cfg.lr,
+        gamma=cfg.gamma,
+        ent_coef=cfg.ent_coef,
+        seed=cfg.seed,
+        device=cfg.device,
+        verbose=0,
+    )
+    model.set_logger(configure(str(out), ["csv"]))
+    model.learn(cfg.steps, callback=ProgressBar(cfg.steps))
+    path = out / "policy.zip"
+    tmp = out / ".policy.tmp.zip"
+    model.save(tmp)
+    tmp.replace(path)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    venv.close()
+    return path
+
+
+class PPOPolicy(Policy):
+    """A saved PPO policy behind the suite's Policy interface (deterministic actions)."""
+
+    name = "ppo"
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no PPO policy at {path}")
+        self.model = PPO.load(path, device=device)
+
+    def act(self, obs, info):
+        action, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(action)
