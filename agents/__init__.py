@@ -22,9 +22,14 @@ import envs  # noqa: F401  (the base ids the tasks build on)
 
 #: Task id -> (entry point, default kwargs). Tests run over all of them.
 TASK_IDS: dict[str, tuple[str, dict[str, Any]]] = {
+    # Turns of up to 90 degrees per axis: two steps reach any side of the object.
     "SeqJEPA-Recognition-Rotate-v0": (
         "agents.recognition:ActiveRecognition",
-        {"base": "SeqJEPA-Rotate-v0", "budget": 5},
+        {
+            "base": "SeqJEPA-Rotate-v0",
+            "budget": 5,
+            "base_kwargs": {"max_step_angle": math.pi / 2},
+        },
     ),
     "SeqJEPA-Recognition-Saccade-v0": (
         "agents.recognition:ActiveRecognition",

@@ -17,6 +17,7 @@ views, its L2 penalty chosen on held-out train instances. It is saved beside the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +30,45 @@ from agents.policies import RandomPolicy, episode_rng
 from agents.representation import RepresentationWrapper, WorldModel, load_world_model
 from agents.tasks import make_base_env
 from seqjepa.probes import LinearHead, Samples, fit_linear_head
+from seqjepa.rollouts import write_text_atomic
 
 REWARDS = ("dense", "sparse")
 CLASSIFIER_FILE = "classifier.npz"
 
 
 class Classifier:
-    """A linear head over z_AGG and the category names it outputs (in order)."""
+    """One linear head over z_AGG per number of views seen (the evaluation suite probes each
+    M_val separately: z_AGG's statistics change with M), and the category names in order.
+    Beyond the last head's number of views, the last head is used."""
 
-    def __init__(self, head: LinearHead, categories: list[str]) -> None:
-        self.head = head
+    FIELDS = ("weight", "bias", "mean", "std", "weight_decay", "heldout_top1")
+
+    def __init__(self, heads: list[LinearHead], categories: list[str]) -> None:
+        if not heads:
+            raise ValueError("a classifier needs at least one head")
+        self.heads = list(heads)
         self.categories = list(categories)
 
-    def log_probs(self, z_agg: np.ndarray) -> np.ndarray:
+    @property
+    def feature_dim(self) -> int:
+        return int(self.heads[0].weight.shape[1])
+
+    def log_probs(self, z_agg: np.ndarray, views: int) -> np.ndarray:
+        head = self.heads[min(views, len(self.heads)) - 1]
         with torch.no_grad():
-            logits = self.head.logits(torch.as_tensor(z_agg)[None])
+            logits = head.logits(torch.as_tensor(z_agg)[None])
             return torch.log_softmax(logits, -1)[0].numpy()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
+        stacked = {
+            field: np.stack([np.asarray(getattr(h, field)) for h in self.heads])
+            for field in self.FIELDS
+        }
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with tmp.open("wb") as f:  # np.savez on a file object: the name stays ours
-            np.savez(
-                f,
-                **{k: getattr(self.head, k).numpy() for k in ("weight", "bias", "mean", "std")},
-                categories=np.array(self.categories),
-                weight_decay=self.head.weight_decay,
-                heldout_top1=self.head.heldout_top1,
-            )
-        tmp.replace(path)
+            np.savez(f, **stacked, categories=np.array(self.categories))
+        os.replace(tmp, path)  # atomically: a crash leaves the old classifier or none
         return path
 
     @classmethod
@@ -70,16 +81,19 @@ class Classifier:
             )
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {k: torch.from_numpy(data[k]) for k in ("weight", "bias", "mean", "std")}
-                head = LinearHead(
-                    **arrays,
-                    weight_decay=float(data["weight_decay"]),
-                    heldout_top1=float(data["heldout_top1"]),
-                )
+                arrays = {field: data[field] for field in cls.FIELDS}
                 categories = [str(c) for c in data["categories"]]
         except (KeyError, ValueError, OSError) as err:
             raise ValueError(f"{path}: not a classifier file ({err})") from None
-        return cls(head, categories)
+        heads = [
+            LinearHead(
+                *(torch.from_numpy(arrays[f][k]) for f in cls.FIELDS[:4]),
+                weight_decay=float(arrays["weight_decay"][k]),
+                heldout_top1=float(arrays["heldout_top1"][k]),
+            )
+            for k in range(len(arrays["weight"]))
+        ]
+        return cls(heads, categories)
 
 
 def default_classifier_path(world: WorldModel) -> Path:
@@ -125,9 +139,9 @@ class ActiveRecognition(gym.Wrapper):
         super().__init__(RepresentationWrapper(base_env, world))
         if not isinstance(classifier, Classifier):
             classifier = Classifier.load(classifier or default_classifier_path(world))
-        if classifier.head.weight.shape[1] != world.d_model:
+        if classifier.feature_dim != world.d_model:
             raise ValueError(
-                f"the classifier reads {classifier.head.weight.shape[1]}-d features; this "
+                f"the classifier reads {classifier.feature_dim}-d features; this "
                 f"checkpoint's z_AGG is {world.d_model}-d (fit one for this checkpoint)"
             )
         self.classifier = classifier
@@ -148,7 +162,7 @@ class ActiveRecognition(gym.Wrapper):
             raise ValueError(f"category {name!r} is not one the classifier knows")
         self._label = self.classifier.categories.index(name)
         self._views = 1
-        self._log_probs = self.classifier.log_probs(obs["z_agg"])
+        self._log_probs = self.classifier.log_probs(obs["z_agg"], self._views)
         return self._observation(obs), self._info(info)
 
     def step(self, action):
@@ -157,7 +171,7 @@ class ActiveRecognition(gym.Wrapper):
         obs, _, _, truncated, info = self.env.step(action)
         self._views += 1
         previous = self._log_probs[self._label]
-        self._log_probs = self.classifier.log_probs(obs["z_agg"])
+        self._log_probs = self.classifier.log_probs(obs["z_agg"], self._views)
         done = self._views >= self.budget
         if self.reward_kind == "dense":
             reward = float(self._log_probs[self._label] - previous)
@@ -181,18 +195,20 @@ class ActiveRecognition(gym.Wrapper):
 
 def fit_classifier(
     checkpoint: str | Path,
-    base: str = "SeqJEPA-Rotate-v0",
-    budget: int = 5,
-    episodes: int = 600,
+    task: str = "SeqJEPA-Recognition-Rotate-v0",
+    episodes: int = 2000,
     heldout: float = 0.2,
     seed: int = 0,
-    base_kwargs: dict[str, Any] | None = None,
     out: str | Path | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Fit the recognition classifier on ``episodes`` random-policy episodes of train-split
-    objects (z_AGG after 1..budget views, pooled), hold out ``heldout`` of the instances to
-    choose the L2 penalty, and save it (default: beside the checkpoint). Returns a summary."""
+    """Fit the classifier of a recognition ``task`` (its registered base env, budget and base
+    kwargs) on ``episodes`` random-policy episodes of train-split objects: one head per number
+    of views, each choosing its L2 penalty on the ``heldout`` fraction of instances. Saves it
+    (default: beside the checkpoint) with a JSON summary; returns the summary."""
+    registered = gym.spec(task).kwargs
+    base, budget = registered["base"], registered["budget"]
+    base_kwargs = registered.get("base_kwargs")
     world = load_world_model(checkpoint, device)
     env = RepresentationWrapper(make_base_env(base, world, base_kwargs or {}), world)
     policy = RandomPolicy()
@@ -209,26 +225,28 @@ def fit_classifier(
             instances.append((int(info["category"]), int(info["instance"])))
     names = list(env.unwrapped.catalog.categories)
     env.close()
-    keys = np.array([c * 1_000_003 + i for c, i in instances])
-    unique = np.unique(keys)
+    keys = np.array([c * 1_000_003 + i for c, i in instances]).reshape(episodes, budget)[:, 0]
     held_keys = np.random.default_rng([seed, 0xC1A55]).choice(
-        unique, max(1, round(heldout * len(unique))), replace=False
+        np.unique(keys), max(1, round(heldout * len(np.unique(keys)))), replace=False
     )
     is_held = np.isin(keys, held_keys)
-    x = torch.from_numpy(np.stack(features))
-    y = torch.as_tensor(labels)
-    head = fit_linear_head(
-        Samples(x[~is_held], y[~is_held]), Samples(x[is_held], y[is_held]), len(names)
-    )
-    path = Classifier(head, names).save(Path(out) if out else default_classifier_path(world))
+    x = torch.from_numpy(np.stack(features)).reshape(episodes, budget, -1)
+    y = torch.as_tensor(labels).reshape(episodes, budget)[:, 0]
+    heads = [
+        fit_linear_head(
+            Samples(x[~is_held, k], y[~is_held]), Samples(x[is_held, k], y[is_held]), len(names)
+        )
+        for k in range(budget)
+    ]
+    path = Classifier(heads, names).save(Path(out) if out else default_classifier_path(world))
     summary = {
         "classifier": str(path),
         "checkpoint": str(world.path),
-        "base": base,
+        "task": task,
         "budget": budget,
         "episodes": episodes,
-        "heldout_top1_pooled": head.heldout_top1,
-        "weight_decay": head.weight_decay,
+        "heldout_top1": [h.heldout_top1 for h in heads],
+        "weight_decay": [h.weight_decay for h in heads],
     }
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(summary, indent=1))
     return summary

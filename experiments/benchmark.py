@@ -18,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
 from experiments.pipeline import (
     PipelineConfig,
@@ -27,7 +26,7 @@ from experiments.pipeline import (
     evaluate_checkpoint,
     train_method,
 )
-from experiments.report import save_figure, write_report
+from experiments.report import interval, save_figure, write_report
 from seqjepa.rollouts import write_text_atomic
 
 
@@ -45,14 +44,6 @@ class ReportConfig:
     """Training seeds of seq-JEPA and its no-action twin (the equivariance study)."""
     m_tr: tuple[int, ...] = (1, 3, 5)
     """Context views of the seq-JEPA runs in the (M_tr, M_val) heatmap (3 is the main run)."""
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
 
 
 def plot_heatmap(rows: dict[int, dict[str, Any]], path: Path) -> None:

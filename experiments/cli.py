@@ -14,10 +14,14 @@ import tyro
 
 def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """The jobs other than train, imported on demand (they need the renderer; train does not)."""
-    from experiments import bench, benchmark, collect, demo, export
+    from experiments import agents_cli, bench, benchmark, collect, demo, explore, export
     from seqjepa.evaluate import EvalConfig, evaluate
 
     return {
+        "classifier": (agents_cli.ClassifierConfig, agents_cli.classifier),
+        "agent": (agents_cli.AgentConfig, agents_cli.agent),
+        "agent-eval": (agents_cli.AgentEvalConfig, agents_cli.agent_eval),
+        "explore": (explore.ExploreConfig, explore.run),
         "demo": (demo.DemoConfig, demo.run),
         "eval": (EvalConfig, evaluate),
         "report": (benchmark.ReportConfig, benchmark.run),

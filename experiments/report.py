@@ -17,6 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
 
 from experiments.io import atomic_path
 from seqjepa.evaluate import CONDITIONS, ERROR_KEY
@@ -137,6 +139,14 @@ def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
     axes[0][0].set_ylabel("path-integration R^2")
     axes[0][0].legend(fontsize=7)
     save_figure(fig, path)
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
 
 
 def save_figure(fig, path: Path) -> None:

@@ -31,8 +31,8 @@ def checkpoints(tmp_path_factory):
     saccade = tiny_checkpoint(
         root / "saccade" / "model.pt", "SeqJEPA-Saccade-v0", 16, "window", 2, glimpses
     )
-    fit_classifier(rotate, "SeqJEPA-Rotate-v0", budget=3, episodes=16)
-    fit_classifier(saccade, "SeqJEPA-Saccade-v0", budget=3, episodes=16)
+    fit_classifier(rotate, "SeqJEPA-Recognition-Rotate-v0", episodes=16)
+    fit_classifier(saccade, "SeqJEPA-Recognition-Saccade-v0", episodes=16)
     return {"Rotate": rotate, "Saccade": saccade}
 
 
@@ -147,6 +147,38 @@ def test_classifier_errors_name_the_problem(checkpoints, tmp_path):
         Classifier.load(tmp_path / "bad.npz")
     narrow = LinearHead(torch.zeros(3, 10), torch.zeros(3), torch.zeros(10), torch.ones(10), 0, 0)
     with pytest.raises(ValueError, match="10-d features"):
-        ActiveRecognition(checkpoints["Rotate"], classifier=Classifier(narrow, ["a", "b", "c"]))
+        ActiveRecognition(checkpoints["Rotate"], classifier=Classifier([narrow], ["a", "b", "c"]))
     with pytest.raises(ValueError, match="SeqJEPA-Rotate-v0"):
         ActiveRecognition(checkpoints["Rotate"], base="SeqJEPA-Saccade-v0")
+
+
+def test_classifier_round_trips_through_its_file(checkpoints, tmp_path):
+    saved = Classifier.load(checkpoints["Rotate"].parent / "classifier.npz")
+    assert len(saved.heads) == 5  # one per view of the task's budget
+    copy = Classifier.load(saved.save(tmp_path / "copy.npz"))
+    z = np.random.default_rng(0).normal(size=saved.feature_dim).astype(np.float32)
+    for views in (1, 3, 9):
+        np.testing.assert_array_equal(saved.log_probs(z, views), copy.log_probs(z, views))
+    assert copy.categories == saved.categories
+
+
+@pytest.mark.parametrize("task", ["SeqJEPA-Recognition-Rotate-v0", "SeqJEPA-Homing-Rotate-v0"])
+def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, tmp_path):
+    from agents.evaluation import run_episodes
+    from agents.ppo import AgentConfig, PPOPolicy, train_agent
+
+    cfg = AgentConfig(
+        task=task,
+        checkpoint=str(checkpoints["Rotate"]),
+        out=str(tmp_path / "ppo"),
+        steps=256,
+        envs=2,
+        n_steps=64,
+        batch_size=32,
+        epochs=1,
+    )
+    path = train_agent(cfg)
+    assert path.is_file() and (tmp_path / "ppo" / "progress.csv").is_file()
+    records = run_episodes(task, checkpoints["Rotate"], PPOPolicy(path), 2, seed=0)
+    assert len(records) == 2
+    assert "correct" in records[0] or "success" in records[0]
