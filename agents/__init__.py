@@ -49,6 +49,15 @@ TASK_IDS: dict[str, tuple[str, dict[str, Any]]] = {
             "base_kwargs": {"action_noise": math.radians(5.0)},
         },
     ),
+    # Rewarded by the world model's prediction error (agents.curiosity).
+    "SeqJEPA-Curiosity-Rotate-v0": (
+        "agents.curiosity:Curiosity",
+        {
+            "base": "SeqJEPA-Rotate-v0",
+            "budget": 8,
+            "base_kwargs": {"max_step_angle": math.pi / 2},
+        },
+    ),
     "SeqJEPA-Homing-Saccade-v0": (
         "agents.homing:Homing",
         {"base": "SeqJEPA-Saccade-v0", "warmup": 3, "budget": 6},

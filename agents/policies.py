@@ -227,8 +227,12 @@ POLICIES: dict[str, type[Policy]] = {
 
 def make_policy(name: str, **kwargs: Any) -> Policy:
     """A policy by registry name; ValueError lists the valid names."""
+    if name == "curiosity":  # imported on demand: it needs torch and stable-baselines3
+        from agents.curiosity import CuriosityPolicy
+
+        return CuriosityPolicy(**kwargs)
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}")
+        raise ValueError(f"unknown policy {name!r}; valid: {', '.join(POLICIES)}, curiosity")
     return POLICIES[name](**kwargs)
 
 

@@ -42,7 +42,11 @@ class CollectConfig:
     env_kwargs: str = "{}"
     """JSON object of env keyword arguments, e.g. '{"image_size": 32}'."""
     policy: str = "random"
-    """Policy name: random, uniform-views (absolute-mode Rotate ids), saliency-ior (glimpses)."""
+    """Policy name: random, uniform-views (absolute-mode Rotate ids), uniform-views-ood,
+    saliency-ior (glimpses), coverage (relative Rotate ids), curiosity (needs policy_kwargs)."""
+    policy_kwargs: str = "{}"
+    """JSON object of the policy's constructor kwargs (curiosity: {"policy": "ppo.zip",
+    "checkpoint": "world model"})."""
     episodes: int = 64
     """Episodes to record."""
     episode_length: int = 8
@@ -62,8 +66,10 @@ class CollectConfig:
 def dataset_meta(cfg: CollectConfig) -> dict[str, Any]:
     """The dataset.json content: what makes two collections the same dataset, plus versions."""
     kwargs = json.loads(cfg.env_kwargs)
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"--env-kwargs must be a JSON object, got {cfg.env_kwargs!r}")
+    policy_kwargs = json.loads(cfg.policy_kwargs)
+    for name, value in (("env-kwargs", kwargs), ("policy-kwargs", policy_kwargs)):
+        if not isinstance(value, dict):
+            raise ValueError(f"--{name} must be a JSON object, got {value!r}")
     if cfg.env not in envs.ENV_IDS:
         raise ValueError(f"unknown env {cfg.env!r}; valid: {', '.join(envs.ENV_IDS)}")
     for name in ("episodes", "episode_length", "shard_episodes", "workers", "num_shards"):
@@ -75,7 +81,9 @@ def dataset_meta(cfg: CollectConfig) -> dict[str, Any]:
     owner = getattr(probe, "catalog", None) or getattr(probe, "images", None)
     categories = list(owner.categories)
     probe.close()
-    return {
+    # policy kwargs only when given: datasets recorded before the field existed still resume
+    extra = {"policy_kwargs": policy_kwargs} if policy_kwargs else {}
+    return extra | {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "env_id": cfg.env,
@@ -102,7 +110,7 @@ def _init_worker(meta: dict[str, Any]) -> None:
     _WORKER["env"] = gym.make(
         meta["env_id"], max_episode_steps=meta["episode_length"], **meta["env_kwargs"]
     )
-    _WORKER["policy"] = make_policy(meta["policy"])
+    _WORKER["policy"] = make_policy(meta["policy"], **meta.get("policy_kwargs", {}))
 
 
 def record_episode(env: gym.Env, policy, meta: dict[str, Any], episode: int) -> EpisodeBuffer:

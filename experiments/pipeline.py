@@ -84,21 +84,30 @@ class Stages:
         return f"Seconds per stage: {parts}; total {total / 60:.1f} minutes."
 
 
-def collect_views(cfg: PipelineConfig, out: Path) -> Path:
-    """Random 3DIEBench-style views of objects from every split (resumed if already there)."""
+def collect_views(
+    cfg: PipelineConfig,
+    out: Path,
+    policy: str = "uniform-views",
+    env_overrides: dict[str, Any] | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Views of objects from every split (resumed if already there): by default random
+    3DIEBench-style views; ``policy`` and ``env_overrides`` choose others (the exploration
+    benchmark's collection policies)."""
     env_kwargs = {
         "image_size": cfg.image_size,
         "action_mode": "absolute",
         "initial_orientation": "3diebench",
         "split": None,
         "supersample": cfg.supersample,
-    }
+    } | (env_overrides or {})
     return collect.run(
         collect.CollectConfig(
             env="SeqJEPA-Rotate-v0",
             out=str(out),
             env_kwargs=json.dumps(env_kwargs),
-            policy="uniform-views",
+            policy=policy,
+            policy_kwargs=json.dumps(policy_kwargs or {}),
             episodes=cfg.episodes,
             episode_length=cfg.views - 1,
             shard_episodes=250,

@@ -162,6 +162,7 @@ def test_classifier_round_trips_through_its_file(checkpoints, tmp_path):
     assert copy.categories == saved.categories
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["SeqJEPA-Recognition-Rotate-v0", "SeqJEPA-Homing-Rotate-v0"])
 def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, tmp_path):
     from agents.evaluation import run_episodes
@@ -182,3 +183,61 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, t
     records = run_episodes(task, checkpoints["Rotate"], PPOPolicy(path), 2, seed=0)
     assert len(records) == 2
     assert "correct" in records[0] or "success" in records[0]
+
+
+def test_curiosity_reward_is_the_world_models_loss_on_that_view(checkpoints):
+    from agents.curiosity import Curiosity
+    from agents.representation import load_world_model
+    from seqjepa.data import subset_actions
+
+    world = load_world_model(checkpoints["Rotate"])
+    env = Curiosity(world, budget=3)
+    _, info = env.reset(seed=0)
+    views, orientations = [env.env.last_view], [info["orientation"]]
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    views.append(env.env.last_view)
+    orientations.append(info["orientation"])
+    actions = torch.from_numpy(subset_actions(np.stack(orientations)))[None]
+    with torch.no_grad():
+        world.model.eval()
+        loss, _ = world.model.loss(torch.from_numpy(np.stack(views))[None], actions)
+    assert reward == pytest.approx(float(loss), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_curiosity_policy_collects_a_dataset(checkpoints, tmp_path):
+    import json
+
+    from agents.ppo import AgentConfig, train_agent
+    from experiments import collect
+    from seqjepa.rollouts import RolloutDataset
+
+    cfg = AgentConfig(
+        task="SeqJEPA-Curiosity-Rotate-v0",
+        checkpoint=str(checkpoints["Rotate"]),
+        out=str(tmp_path / "ppo"),
+        steps=128,
+        envs=2,
+        n_steps=64,
+        batch_size=32,
+        epochs=1,
+    )
+    policy = train_agent(cfg)
+    kwargs = {"policy": str(policy), "checkpoint": str(checkpoints["Rotate"])}
+    for name in ("a", "b"):
+        collect.run(
+            collect.CollectConfig(
+                env="SeqJEPA-Rotate-v0",
+                out=str(tmp_path / name),
+                env_kwargs=json.dumps({"image_size": 24, "max_step_angle": np.pi / 2}),
+                policy="curiosity",
+                policy_kwargs=json.dumps(kwargs),
+                episodes=2,
+                episode_length=3,
+                shard_episodes=2,
+            )
+        )
+    a, b = RolloutDataset(tmp_path / "a"), RolloutDataset(tmp_path / "b")
+    assert len(a) == 2
+    np.testing.assert_array_equal(a.episode(1)["views"], b.episode(1)["views"])
+    np.testing.assert_array_equal(a.episode(1)["actions"], b.episode(1)["actions"])
