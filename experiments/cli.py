@@ -14,7 +14,16 @@ import tyro
 
 def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """The jobs other than train, imported on demand (they need the renderer; train does not)."""
-    from experiments import agents_cli, bench, benchmark, collect, demo, explore, export
+    from experiments import (
+        agents_cli,
+        bench,
+        benchmark,
+        collect,
+        demo,
+        explore,
+        explore_data,
+        export,
+    )
     from seqjepa.evaluate import EvalConfig, evaluate
 
     return {
@@ -22,6 +31,7 @@ def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
         "agent": (agents_cli.AgentConfig, agents_cli.agent),
         "agent-eval": (agents_cli.AgentEvalConfig, agents_cli.agent_eval),
         "explore": (explore.ExploreConfig, explore.run),
+        "explore-data": (explore_data.ExploreDataConfig, explore_data.run),
         "demo": (demo.DemoConfig, demo.run),
         "eval": (EvalConfig, evaluate),
         "report": (benchmark.ReportConfig, benchmark.run),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +31,10 @@ from seqjepa.rollouts import (
     write_json_atomic,
     write_shard,
 )
+
+
+class CollectionError(RuntimeError):
+    """A collection stopped before its end (its complete shards are kept)."""
 
 
 @dataclass
@@ -175,9 +181,22 @@ def run(cfg: CollectConfig) -> Path:
         for task in tasks:
             record(*_collect_shard(task))
     else:
-        with mp.get_context().Pool(cfg.workers, _init_worker, (meta,)) as pool:
-            for index, entry in pool.imap_unordered(_collect_shard, tasks):
-                record(index, entry)
+        # concurrent.futures, not multiprocessing.Pool: a Pool whose worker is killed (OOM
+        # killer, SIGKILL) waits forever; an executor raises BrokenProcessPool at once
+        with ProcessPoolExecutor(
+            cfg.workers, mp.get_context(), initializer=_init_worker, initargs=(meta,)
+        ) as pool:
+            futures = [pool.submit(_collect_shard, task) for task in tasks]
+            try:
+                for future in as_completed(futures):
+                    record(*future.result())
+            except BrokenProcessPool:
+                missing = [k for k in todo if f"shard-{k:05d}" not in done]
+                raise CollectionError(
+                    f"{root}: a collection worker process died (killed, or out of memory); "
+                    f"shards {missing} were not written. The {len(done)} complete shards are "
+                    "kept: run the same command again to resume."
+                ) from None
     progress.close()
     print(f"{root}: {len(done)} of {len(mine)} shards of this job complete")
     return root

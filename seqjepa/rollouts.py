@@ -66,13 +66,17 @@ def sha256_file(path: Path) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and rename: never half-written."""
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename: never half-written
+    (a failed write, e.g. a full disk, leaves the old file and no temporary)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -127,13 +131,21 @@ def write_shard(root: Path, index: int, episodes: list[tuple[int, EpisodeBuffer]
     for name in episodes[0][1].infos:
         arrays[name] = np.concatenate([np.stack(b.infos[name]) for _, b in episodes])
     files = {}
-    for name, array in arrays.items():
-        path = tmp / f"{name}.npy"
-        with path.open("wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        files[f"{name}.npy"] = sha256_file(path)
+    try:
+        for name, array in arrays.items():
+            path = tmp / f"{name}.npy"
+            with path.open("wb") as f:
+                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            files[f"{name}.npy"] = sha256_file(path)
+    except OSError as err:  # a full disk, a quota: say which shard, keep nothing half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(
+            err.errno,
+            f"writing {final} failed ({err.strerror or err}); it is not marked complete and "
+            "the shards before it are intact: free space and run the same command to resume",
+        ) from err
     if final.exists():  # left by a crash after the rename but before the manifest: redo it
         shutil.rmtree(final)
     os.replace(tmp, final)

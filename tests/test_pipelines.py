@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from experiments import benchmark
+import json
+
+import pytest
+
+from agents.ppo import AgentConfig
+from experiments import benchmark, explore, explore_data
 from experiments.pipeline import PipelineConfig
 
 TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers=1, steps=2,
@@ -21,3 +26,35 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=TOY, seeds=(0, 1),
                                          m_tr=(1, 3, 2)))  # fmt: skip
     assert stamps == {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
+
+
+@pytest.mark.slow
+def test_exploration_benchmarks_run_end_to_end(tmp_path):
+    """explore-data (4 collection policies, curiosity PPO included) then explore (recognition
+    and homing: random, heuristic and PPO policies) over one of its models, at toy size."""
+    data_cfg = explore_data.ExploreDataConfig(out=str(tmp_path), pipeline=TOY, curiosity_steps=64)
+    data_dir = explore_data.run(data_cfg)
+    table = (data_dir / "report.md").read_text()
+    for policy in explore_data.POLICIES:
+        assert f"| {policy} |" in table
+    agent = AgentConfig(n_steps=32, batch_size=32, epochs=1, envs=2)
+    cfg = explore.ExploreConfig(
+        checkpoint=str(data_dir / "models" / "uniform-views"),
+        out=str(tmp_path),
+        seeds=(0, 1),
+        episodes=3,
+        ppo_steps=64,
+        classifier_episodes=12,
+        agent=agent,
+    )
+    run_dir = explore.run(cfg)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["recognition"]) == {"random", "coverage", "ppo"}
+    assert len(results["recognition"]["ppo"]["accuracy"]) == 5
+    assert set(results["homing"]["SeqJEPA-Homing-RotateNoisy-v0"]) == {
+        "random",
+        "dead-reckoning",
+        "ppo",
+    }
+    for name in ("accuracy_vs_views.png", "homing_error.png", "recognition_ppo.gif"):
+        assert (run_dir / name).stat().st_size > 0

@@ -1,0 +1,151 @@
+"""Faults: processes killed with SIGKILL, workers that die, a disk that fills up. Whatever
+happens, nothing complete is lost, nothing partial is read as complete, and a resumed job ends
+exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import collect as collect_module
+from seqjepa.rollouts import DatasetError, RolloutDataset
+from seqjepa.train import load_checkpoint, preset_config, train
+from tests.test_dataset import array_bytes, collect
+
+CLI = [sys.executable, "-m", "experiments.cli"]
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
+    """SIGKILL ``process`` once ``ready()`` holds; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if ready():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.01)
+    process.wait(timeout=timeout)
+    return False
+
+
+def _complete_shards(root: Path) -> int:
+    part = root / "parts" / "part-0-of-1.json"
+    try:
+        return len(json.loads(part.read_text())["shards"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_shards", [1, 3])
+def test_collection_killed_with_sigkill_resumes_byte_identical(after_shards, tmp_path):
+    reference = array_bytes(collect(tmp_path, "ref"))
+    root = tmp_path / "killed"
+    args = [
+        "collect",
+        "--out",
+        str(root),
+        "--env-kwargs",
+        json.dumps({"image_size": 24}),
+        "--episodes",
+        "10",
+        "--episode-length",
+        "4",
+        "--shard-episodes",
+        "3",
+        "--seed",
+        "5",
+    ]
+    process = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed = _kill_when(process, lambda: _complete_shards(root) >= after_shards)
+    assert killed, "the collection finished before it could be killed"
+    with pytest.raises(DatasetError, match="incomplete"):
+        RolloutDataset(root)  # no partial dataset reads as complete
+    partial = RolloutDataset(root, allow_incomplete=True, verify="eager")  # what is listed is whole
+    assert len(partial) >= 3 * after_shards
+    subprocess.run([*CLI, *args], check=True, capture_output=True)
+    assert array_bytes(root) == reference
+    assert not list((root / "shards").glob(".*tmp*"))
+
+
+def test_a_dead_collection_worker_stops_the_run_cleanly_and_it_resumes(tmp_path, monkeypatch):
+    """A worker killed mid-shard (as the OOM killer would) gives a clear error at once, not a
+    hang; complete shards stay; the same command then finishes the dataset exactly."""
+    reference = array_bytes(collect(tmp_path, "ref"))
+    original = collect_module.record_episode
+
+    def dies_on_episode_7(env, policy, meta, episode):
+        if episode == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(env, policy, meta, episode)
+
+    monkeypatch.setattr(
+        collect_module, "record_episode", dies_on_episode_7
+    )  # forked workers see it
+    with pytest.raises(collect_module.CollectionError, match="worker process died"):
+        collect(tmp_path, "crash", workers=2)
+    monkeypatch.setattr(collect_module, "record_episode", original)
+    root = tmp_path / "crash"
+    assert len(RolloutDataset(root, allow_incomplete=True, verify="eager")) < 10
+    collect(tmp_path, "crash", workers=2)
+    assert array_bytes(root) == reference
+
+
+def test_a_full_disk_marks_nothing_complete_and_keeps_earlier_shards(tmp_path, monkeypatch):
+    reference = array_bytes(collect(tmp_path, "ref"))
+    real_save = np.save
+
+    def fills_up(file, array, allow_pickle=True):
+        if ".shard-00002." in str(file.name):  # the disk fills up during the third shard
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(file, array, allow_pickle=allow_pickle)
+
+    monkeypatch.setattr(np, "save", fills_up)
+    with pytest.raises(OSError, match="shard-00002 failed .*No space left.* not marked complete"):
+        collect(tmp_path, "full")
+    monkeypatch.setattr(np, "save", real_save)
+    root = tmp_path / "full"
+    assert _complete_shards(root) == 2
+    assert len(RolloutDataset(root, allow_incomplete=True, verify="eager")) == 6
+    assert not list((root / "shards").glob(".*tmp*"))  # no half-written shard left
+    collect(tmp_path, "full")
+    assert array_bytes(root) == reference
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    return collect(tmp_path_factory.mktemp("data"), episodes=12)
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_resumes_as_if_never_stopped(small_data, tmp_path):
+    common = {"data": str(small_data), "steps": 12, "batch_size": 8, "checkpoint_every": 2,
+              "log_every": 4}  # fmt: skip
+    straight = train(preset_config("tiny", out=str(tmp_path / "a"), **common))
+    out = tmp_path / "b"
+    args = ["train", "--out", str(out)]
+    for key, value in common.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=env)  # fmt: skip
+    killed = _kill_when(process, lambda: len(list(out.glob("checkpoint-*.pt"))) >= 1)
+    assert killed, "the training finished before it could be killed"
+    step = load_checkpoint(out / (out / "latest").read_text().strip())["step"]
+    assert 0 < step < 12
+    subprocess.run([*CLI, *args, "--resume"], check=True, capture_output=True, env=env)
+    a = load_checkpoint(straight)["model"]
+    b = load_checkpoint(out / "checkpoint-0000012.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(r)["step"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows == list(range(1, 13))  # no step logged twice, none missing
