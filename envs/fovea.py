@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.glimpse import GlimpseSampler, saliency_map, to_pixels, to_position
-from envs.object_scene import check_choice, discrete_index
+from envs.object_scene import check_choice, discrete_index, float_vector
 
 SACCADE_MODES = ("relative", "absolute", "discrete")
 INITIAL_FIXATIONS = ("centre", "uniform", "saliency")
@@ -138,11 +138,7 @@ class Fovea:
             index = discrete_index(action, self.grid * self.grid, "discrete saccade")
             row, col = divmod(index, self.grid)
             return (np.array([col, row]) + 0.5) * (2.0 / self.grid) - 1.0
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (2,):
-            raise ValueError(f"saccade action must have shape (2,), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"saccade action contains NaN or inf: {a}")
+        a = float_vector(action, (2,), "saccade action")
         a = np.clip(a, -1.0, 1.0)  # out-of-range values are clipped, as the Box implies
         target = a if self.action_mode == "absolute" else position + a * self.max_saccade
         return np.clip(target, -1.0, 1.0)

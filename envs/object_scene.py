@@ -50,11 +50,25 @@ def check_reset_options(options: dict[str, Any] | None, valid: tuple[str, ...]) 
     return options
 
 
+def float_vector(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape``, or a ValueError naming ``what`` and the
+    problem (not a number, complex, wrong shape, NaN or inf) - whatever the caller passed."""
+    if np.iscomplexobj(value):
+        raise ValueError(f"{what} must be real numbers, got complex values {value!r}")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} must be {shape} floats; could not convert {value!r}") from None
+    if array.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or inf: {array}")
+    return array
+
+
 def unit_quat(q: Any, what: str) -> np.ndarray:
     """``q`` as a unit quaternion, or a ValueError naming ``what`` was wrong with it."""
-    q = np.asarray(q, dtype=np.float64)
-    if q.shape != (4,) or not np.isfinite(q).all():
-        raise ValueError(f"{what} must be 4 finite floats (x, y, z, w), got {q!r}")
+    q = float_vector(q, (4,), f"{what} (x, y, z, w)")
     norm = np.linalg.norm(q)
     if norm < 1e-6:
         raise ValueError(f"{what} has zero norm: not a rotation")

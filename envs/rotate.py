@@ -14,7 +14,13 @@ import numpy as np
 from gymnasium import spaces
 
 from assets import Catalog
-from envs.object_scene import ObjectSceneEnv, check_choice, discrete_index, unit_quat
+from envs.object_scene import (
+    ObjectSceneEnv,
+    check_choice,
+    discrete_index,
+    float_vector,
+    unit_quat,
+)
 from envs.rotations import (
     IDENTITY,
     canonical,
@@ -71,11 +77,7 @@ class Turner:
             index = discrete_index(action, len(_DISCRETE_AXES), "discrete action")
             return canonical(rotvec_to_quat(_DISCRETE_AXES[index] * self.max_step_angle))
         expected = (3,) if self.action_mode == "relative" else (4,)
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != expected:
-            raise ValueError(f"rotation action must have shape {expected}, got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"action contains NaN or inf: {a}")
+        a = float_vector(action, expected, "rotation action")
         a = np.clip(a, -1.0, 1.0)  # out-of-range values are clipped, as the Box implies
         if self.action_mode == "relative":
             return canonical(rotvec_to_quat(a * self.max_step_angle))

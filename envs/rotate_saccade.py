@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from assets import Catalog
 from envs.fovea import Fovea, GlimpseMixin
-from envs.object_scene import ObjectSceneEnv
+from envs.object_scene import ObjectSceneEnv, float_vector
 from envs.rotate import Turner
 from envs.rotations import IDENTITY, canonical, quat_inv, quat_mul
 from envs.scene import DEFAULT_MAX_LOADED_FACES
@@ -94,9 +94,9 @@ class RotateSaccadeEnv(GlimpseMixin, ObjectSceneEnv):
 
     def step(self, action):
         self._require_episode("step")
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (5,):
-            raise ValueError(f"action must have shape (5,), got {a.shape}")
+        # the whole action is checked before either part acts: a bad saccade must not leave
+        # the object turned
+        a = float_vector(action, (5,), "rotate-saccade action")
         previous = self._orientation
         command = self.turner.command(a[:3], previous)
         if np.any(np.clip(a[:3], -1, 1) != 0) or self.turner.action_noise > 0:
