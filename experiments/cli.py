@@ -23,6 +23,7 @@ def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
         explore,
         explore_data,
         export,
+        soak,
     )
     from seqjepa.evaluate import EvalConfig, evaluate
 
@@ -32,6 +33,7 @@ def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
         "agent-eval": (agents_cli.AgentEvalConfig, agents_cli.agent_eval),
         "explore": (explore.ExploreConfig, explore.run),
         "explore-data": (explore_data.ExploreDataConfig, explore_data.run),
+        "soak": (soak.SoakConfig, soak.run),
         "demo": (demo.DemoConfig, demo.run),
         "eval": (EvalConfig, evaluate),
         "report": (benchmark.ReportConfig, benchmark.run),
