@@ -148,6 +148,26 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{"preset": name, **PRESETS[name], **overrides})
 
 
+def check_numbers(cfg: TrainConfig) -> None:
+    """ValueError naming the first setting out of its range (before any work is done)."""
+    minimum = {"steps": 1, "batch_size": 1, "views": 2, "log_every": 1, "checkpoint_every": 1,
+               "accumulate": 1, "warmup_steps": 0, "stop_after": 0, "workers": 0}  # fmt: skip
+    for name, least in minimum.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < least:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be an integer >= {least}, got {value!r}"
+            )
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be a finite number >= 0 (lr > 0), got {value}"
+            )
+    if not 0 <= cfg.ema_base <= 1:
+        raise ValueError(f"--ema-base must be in [0, 1], got {cfg.ema_base}")
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up from min_lr to lr, then cosine back to min_lr at the last step."""
     if step < cfg.warmup_steps:
@@ -262,6 +282,7 @@ def train(cfg: TrainConfig) -> Path | None:
     """
     if (bool(cfg.data) + bool(cfg.env) + bool(cfg.synthetic)) != 1:
         raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
+    check_numbers(cfg)
     check_method(cfg.method)
     cfg = dataclasses.replace(
         cfg,

@@ -23,6 +23,7 @@ from assets import (
     make_catalog,
 )
 from assets.meshfolder import header_face_count
+from envs.rotate import RotateEnv
 
 CATALOG = ProceduralCatalog()
 
@@ -281,3 +282,21 @@ def test_empty_or_missing_folder(tmp_path):
     (tmp_path / "cats").mkdir()
     with pytest.raises(ValueError, match="no mesh files"):
         MeshFolderCatalog(tmp_path)
+
+
+def test_non_manifold_meshes_load_and_render(tmp_path):
+    """A triangle soup (three faces on one edge, a dangling face, a duplicate) is not a closed
+    surface, but the renderer draws triangles: it loads as it is, and it renders."""
+    (tmp_path / "soup.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\nv 3 3 3\nv 4 3 3\nv 3 4 3\n"
+        "f 1 2 3\nf 1 2 4\nf 1 2 5\nf 6 7 8\nf 1 2 3\n"
+    )
+    mesh = load_mesh(tmp_path / "soup.obj")
+    assert not mesh.is_watertight and len(mesh.faces) >= 4
+    root = tmp_path / "root"
+    (root / "soups").mkdir(parents=True)
+    (tmp_path / "soup.obj").rename(root / "soups" / "soup.obj")
+    env = RotateEnv(catalog=MeshFolderCatalog(root), split=None, image_size=24)
+    obs, _ = env.reset(seed=0)
+    assert obs["view"].std() > 0  # something was drawn
+    env.close()

@@ -149,3 +149,63 @@ def test_training_killed_with_sigkill_resumes_as_if_never_stopped(small_data, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(r)["step"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(1, 13))  # no step logged twice, none missing
+
+
+# -- bad files and settings: clear errors, nothing unpickled
+
+
+class _Payload:
+    """An object a malicious file could carry: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoints_are_never_unpickled_and_versions_are_checked(tmp_path):
+    from seqjepa.train import CHECKPOINT_FORMAT
+
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "x": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="checkpoint version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_dataset_arrays_are_never_unpickled(tmp_path):
+    from seqjepa.rollouts import sha256_file
+
+    root = collect(tmp_path, episodes=3)
+    labels = root / "shards" / "shard-00000" / "labels.npy"
+    np.save(labels, np.array([_Payload()] * 3, dtype=object), allow_pickle=True)
+    part = root / "parts" / "part-0-of-1.json"
+    manifest = json.loads(part.read_text())  # a consistent checksum: only the content is bad
+    manifest["shards"]["shard-00000"]["files"]["labels.npy"] = sha256_file(labels)
+    part.write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"labels\.npy: unreadable array"):
+        RolloutDataset(root).episode(0)
+
+
+def test_classifier_files_are_never_unpickled(tmp_path):
+    from agents.recognition import Classifier
+
+    np.savez(tmp_path / "evil.npz", weight=np.array([_Payload()], dtype=object))
+    with pytest.raises(ValueError, match="not a classifier file"):
+        Classifier.load(tmp_path / "evil.npz")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"steps": -5}, "--steps must be an integer >= 1"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr": float("nan")}, "--lr must be a finite number"),
+        ({"ema_base": 1.5}, "--ema-base"),
+        ({"views": 1}, "--views"),
+    ],
+)
+def test_training_settings_out_of_range_are_named(small_data, tmp_path, override, message):
+    cfg = preset_config("tiny", data=str(small_data), out=str(tmp_path), **override)
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not list(tmp_path.glob("checkpoint-*"))
