@@ -119,6 +119,8 @@ class ObjectSceneEnv(gym.Env):
         if not isinstance(supersample, (int, np.integer)) or not 1 <= supersample <= 8:
             raise ValueError(f"supersample must be an integer in 1..8, got {supersample!r}")
         check_choice("latents", latents, LATENT_RESAMPLING)
+        if not isinstance(max_loaded_faces, (int, np.integer)) or max_loaded_faces < 1:
+            raise ValueError(f"max_loaded_faces must be an integer >= 1, got {max_loaded_faces!r}")
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
         for name, value in (("image_size", scene_size), ("render_size", render_size)):
             if int(value) < 8:

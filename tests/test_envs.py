@@ -239,6 +239,8 @@ def test_bad_reset_options(relative_env):
         ({"render_mode": "human"}, "render_mode"),
         ({"renderer": "vulkan"}, "renderer"),
         ({"catalog": "shapenet"}, "unknown catalog"),
+        ({"max_loaded_faces": -5}, "max_loaded_faces"),
+        ({"supersample": 0}, "supersample"),
     ],
 )
 def test_bad_constructor_kwargs(kwargs, message):
