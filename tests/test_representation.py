@@ -154,3 +154,20 @@ def test_mismatched_checkpoints_are_refused_with_the_reason(rotate_ckpt, saccade
         RepresentationWrapper(gym.make("SeqJEPA-Saccade-v0", scene_size=64, glimpse_size=16), odd)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_world_model(tmp_path / "missing.pt")
+
+
+def test_sb3_ppo_reads_the_representation_as_a_box_and_as_a_dict(rotate_ckpt):
+    from gymnasium.wrappers import FlattenObservation
+    from stable_baselines3 import PPO
+
+    def boxed(env):
+        return FlattenObservation(RepresentationWrapper(env, rotate_ckpt))
+
+    kwargs = {"image_size": SIZE, "max_episode_steps": 4}
+    box = make_vec_env("SeqJEPA-Rotate-v0", 2, seed=0, env_kwargs=kwargs, wrapper_class=boxed)
+    assert isinstance(box.observation_space, gym.spaces.Box)
+    PPO("MlpPolicy", box, n_steps=16, batch_size=16, n_epochs=1, seed=0).learn(32)
+    rep = RepresentationVecEnv(
+        make_vec_env("SeqJEPA-Rotate-v0", 2, seed=0, env_kwargs=kwargs), rotate_ckpt
+    )
+    PPO("MultiInputPolicy", rep, n_steps=16, batch_size=16, n_epochs=1, seed=0).learn(32)
