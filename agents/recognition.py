@@ -85,15 +85,29 @@ class Classifier:
                 categories = [str(c) for c in data["categories"]]
         except (KeyError, ValueError, OSError) as err:
             raise ValueError(f"{path}: not a classifier file ({err})") from None
-        heads = [
-            LinearHead(
-                *(torch.from_numpy(arrays[f][k]) for f in cls.FIELDS[:4]),
-                weight_decay=float(arrays["weight_decay"][k]),
-                heldout_top1=float(arrays["heldout_top1"][k]),
+        weight = arrays["weight"]
+        heads = len(weight) if weight.ndim == 3 else 0
+        if (
+            not heads
+            or any(np.shape(arrays[f])[:1] != (heads,) for f in cls.FIELDS)
+            or (weight.shape[1] != len(categories))
+        ):
+            raise ValueError(
+                f"{path}: not a classifier file of this version (one head per number of "
+                "views); fit it again with `seqjepa-gym classifier`"
             )
-            for k in range(len(arrays["weight"]))
-        ]
-        return cls(heads, categories)
+        tensors = {f: torch.from_numpy(arrays[f]) for f in cls.FIELDS[:4]}
+        return cls(
+            [
+                LinearHead(
+                    *(tensors[f][k] for f in cls.FIELDS[:4]),
+                    weight_decay=float(arrays["weight_decay"][k]),
+                    heldout_top1=float(arrays["heldout_top1"][k]),
+                )
+                for k in range(heads)
+            ],
+            categories,
+        )
 
 
 def default_classifier_path(world: WorldModel) -> Path:

@@ -45,6 +45,8 @@ class ExploreConfig:
     """World model (file or run folder); default: the latest runs/*/seq-JEPA of `make demo`."""
     out: str = "runs"
     """Parent folder; the benchmark writes to <out>/explore-<timestamp>/."""
+    resume_dir: str = ""
+    """Continue a run in this folder: its classifier and trained PPO policies are reused."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """PPO training seeds, each also seeding its own evaluation episodes."""
     episodes: int = 100
@@ -136,9 +138,13 @@ def plot_homing(results: dict[str, dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_gif(task: str, checkpoint: Any, policy: str, seed: int, path: Path) -> None:
-    """One held-out episode of ``policy``, the agent's views enlarged side by side in time."""
-    (record,) = run_episodes(task, checkpoint, policy_from_spec(policy), 1, seed, frames=True)
+def write_gif(
+    task: str, checkpoint: Any, policy: str, seed: int, path: Path, kwargs: dict | None = None
+) -> None:
+    """One held-out episode of ``policy``: the agent's views, enlarged, one frame per step."""
+    (record,) = run_episodes(
+        task, checkpoint, policy_from_spec(policy), 1, seed, task_kwargs=kwargs, frames=True
+    )
     frames = [np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in record["frames"]]
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=500, loop=0)
@@ -148,11 +154,19 @@ def run(cfg: ExploreConfig) -> Path:
     start = time.perf_counter()
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else find_demo_checkpoint(Path(cfg.out))
     world = load_world_model(checkpoint, cfg.agent.device)
-    out = Path(cfg.out) / time.strftime("explore-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True)
-    classifier = fit_classifier(
-        world.path, RECOGNITION, cfg.classifier_episodes, out=out / "classifier.npz"
+    out = (
+        Path(cfg.resume_dir)
+        if cfg.resume_dir
+        else Path(cfg.out) / time.strftime("explore-%Y%m%d-%H%M%S")
     )
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "classifier.json"
+    if summary.exists():  # resumed: the classifier is fitted already
+        classifier = json.loads(summary.read_text())
+    else:
+        classifier = fit_classifier(
+            world.path, RECOGNITION, cfg.classifier_episodes, out=out / "classifier.npz"
+        )
     recognition_kwargs = {"classifier": classifier["classifier"]}
     policies: dict[str, dict[int, str]] = {}  # task -> seed -> saved PPO policy
     for task in (RECOGNITION, *HOMING):
@@ -169,7 +183,9 @@ def run(cfg: ExploreConfig) -> Path:
                     "out": str(out / "ppo" / task / f"seed-{seed}"),
                 }
             )
-            policies.setdefault(task, {})[seed] = str(train_agent(agent))
+            saved = Path(agent.out) / "policy.zip"
+            trained = saved if saved.exists() else train_agent(agent)  # resumed: reuse it
+            policies.setdefault(task, {})[seed] = str(trained)
 
     def evaluate(task: str, names: tuple[str, ...], kwargs: dict) -> dict[str, Any]:
         results = {}
@@ -193,9 +209,6 @@ def run(cfg: ExploreConfig) -> Path:
     chance = 1.0 / len(world_categories(out))
     plot_accuracy(recognition, chance, out / "accuracy_vs_views.png")
     plot_homing(homing, out / "homing_error.png")
-    seed = cfg.seeds[0]
-    write_gif(RECOGNITION, world, policies[RECOGNITION][seed], seed, out / "recognition_ppo.gif")
-    write_gif(HOMING[1], world, policies[HOMING[1]][seed], seed, out / "homing_noisy_ppo.gif")
     minutes = (time.perf_counter() - start) / 60
     results = {
         "checkpoint": str(world.path),
@@ -219,6 +232,16 @@ def run(cfg: ExploreConfig) -> Path:
     )
     write_text_atomic(out / "report.md", report)
     print(report)
+    seed = cfg.seeds[0]
+    write_gif(
+        RECOGNITION,
+        world,
+        policies[RECOGNITION][seed],
+        seed,
+        out / "recognition_ppo.gif",
+        recognition_kwargs,
+    )
+    write_gif(HOMING[1], world, policies[HOMING[1]][seed], seed, out / "homing_noisy_ppo.gif")
     return out
 
 
