@@ -17,7 +17,7 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
 import agents  # noqa: F401  (registers the task ids)
@@ -53,6 +53,11 @@ class AgentConfig:
     """Discount (episodes are a handful of steps)."""
     ent_coef: float = 0.01
     """Entropy bonus: keeps the policy exploring early on."""
+    normalise: bool = True
+    """Normalise observations by running mean and std (SB3's VecNormalize; saved beside the
+    policy as normalisation.npz and applied by PPOPolicy) and rewards by the return's scale.
+    The world model's features have arbitrary scales, and hundreds of them sit beside the few
+    numbers a task's policy needs most (steps left, dead reckoning)."""
     seed: int = 0
     """Seeds PPO, the envs and their objects."""
     device: str = "cpu"
@@ -96,6 +101,8 @@ def train_agent(cfg: AgentConfig) -> Path:
     world = load_world_model(cfg.checkpoint, cfg.device)
     kwargs = json.loads(cfg.task_kwargs) | {"split": "train"}
     venv = make_task_vec(cfg.task, world, kwargs, cfg.envs, cfg.seed)
+    if cfg.normalise:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=cfg.gamma)
     model = PPO(
         "MultiInputPolicy",
         venv,
@@ -112,6 +119,10 @@ def train_agent(cfg: AgentConfig) -> Path:
     model.set_logger(configure(str(out), ["csv"]))
     model.learn(cfg.steps, callback=ProgressBar(cfg.steps))
     path = out / "policy.zip"
+    if isinstance(venv, VecNormalize):  # before the policy: a policy.zip is a finished run
+        save_normalisation(venv, out / NORMALISATION_FILE)
+    else:
+        (out / NORMALISATION_FILE).unlink(missing_ok=True)
     tmp = out / ".policy.tmp.zip"
     model.save(tmp)
     tmp.replace(path)
@@ -120,16 +131,51 @@ def train_agent(cfg: AgentConfig) -> Path:
     return path
 
 
+NORMALISATION_FILE = "normalisation.npz"
+
+
+def save_normalisation(venv: VecNormalize, path: Path) -> None:
+    """The observation statistics as plain arrays (VecNormalize.save would pickle)."""
+    arrays = {"clip_obs": np.array(venv.clip_obs), "epsilon": np.array(venv.epsilon)}
+    for key, rms in venv.obs_rms.items():
+        arrays[f"mean/{key}"], arrays[f"var/{key}"] = rms.mean, rms.var
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(path)
+
+
 class PPOPolicy(Policy):
-    """A saved PPO policy behind the suite's Policy interface (deterministic actions)."""
+    """A saved PPO policy behind the suite's Policy interface (deterministic actions), with the
+    observation normalisation it was trained with (normalisation.npz beside it).
+
+    Note: SB3's policy.zip stores the spaces with cloudpickle, so loading one unpickles: load
+    only policies you trust (the world model and the datasets never unpickle)."""
 
     name = "ppo"
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        if not Path(path).is_file():
+        path = Path(path)
+        if not path.is_file():
             raise FileNotFoundError(f"no PPO policy at {path}")
         self.model = PPO.load(path, device=device)
+        self.stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        stats_path = path.with_name(NORMALISATION_FILE)
+        if stats_path.is_file():
+            with np.load(stats_path, allow_pickle=False) as data:
+                self.clip, self.epsilon = float(data["clip_obs"]), float(data["epsilon"])
+                for name in data.files:
+                    if name.startswith("mean/"):
+                        key = name.removeprefix("mean/")
+                        self.stats[key] = (data[name], data[f"var/{key}"])
+
+    def normalise(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(obs)
+        for key, (mean, var) in self.stats.items():
+            scaled = (obs[key] - mean) / np.sqrt(var + self.epsilon)
+            out[key] = np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return out
 
     def act(self, obs, info):
-        action, _ = self.model.predict(obs, deterministic=True)
+        action, _ = self.model.predict(self.normalise(obs), deterministic=True)
         return np.asarray(action)

@@ -180,6 +180,7 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, t
     )
     path = train_agent(cfg)
     assert path.is_file() and (tmp_path / "ppo" / "progress.csv").is_file()
+    assert (tmp_path / "ppo" / "normalisation.npz").is_file()
     records = run_episodes(task, checkpoints["Rotate"], PPOPolicy(path), 2, seed=0)
     assert len(records) == 2
     assert "correct" in records[0] or "success" in records[0]
