@@ -29,6 +29,7 @@ from scipy.spatial.transform import Rotation
 from agents.policies import sample_space
 from agents.representation import RepresentationWrapper, WorldModel, load_world_model
 from agents.tasks import make_base_env
+from envs.object_scene import float_vector
 from envs.rotations import IDENTITY, geodesic_deg, quat_inv, quat_mul
 
 REWARDS = ("dense", "sparse")
@@ -46,6 +47,9 @@ class Homing(gym.Wrapper):
         budget: the agent's steps.
         success_deg, success_distance: success thresholds (rotations, glimpses).
         reward: "dense" (error reduction) or "sparse" (1 on success at the end).
+        residual: 0 (the agent's action is the base env's) or r > 0: the action is a
+            correction, scaled by r, added to the dead-reckoning action (residual RL: the
+            zero policy is dead reckoning, and learning can only add what vision tells).
         split: catalog split of the objects ("test" for held-out evaluation).
         base_kwargs: further base-env kwargs (e.g. {"action_noise": 0.1}).
         device: where the world model runs.
@@ -60,6 +64,7 @@ class Homing(gym.Wrapper):
         success_deg: float = 15.0,
         success_distance: float = 0.2,
         reward: str = "dense",
+        residual: float = 0.0,
         split: str | None = "train",
         base_kwargs: dict[str, Any] | None = None,
         device: str = "auto",
@@ -87,6 +92,9 @@ class Homing(gym.Wrapper):
         self.budget = int(budget)
         self.threshold = success_deg if self.kind == "rotation" else success_distance
         self.reward_kind = reward
+        if not (np.isfinite(residual) and residual >= 0):
+            raise ValueError(f"residual must be a finite number >= 0, got {residual!r}")
+        self.residual = float(residual)
         spaces = dict(self.env.observation_space.spaces)
         spaces.pop("action")
         self.dims = 3 if self.kind == "rotation" else 2
@@ -114,6 +122,10 @@ class Homing(gym.Wrapper):
     def step(self, action):
         if self._steps >= self.budget:
             raise RuntimeError("the step budget is spent: reset() first")
+        if self.residual > 0:  # the agent corrects dead reckoning instead of replacing it
+            correction = float_vector(action, self.action_space.shape, "homing action")
+            action = np.clip(self.dead_reckoning_action() + self.residual * correction, -1, 1)
+            action = action.astype(np.float32)
         obs, _, _, truncated, info = self.env.step(action)
         self._compose(obs["action"])
         self._steps += 1
@@ -137,6 +149,18 @@ class Homing(gym.Wrapper):
         if self.kind == "rotation":
             return Rotation.from_quat(quat_inv(self._command)).as_rotvec()
         return -self._command
+
+    def dead_reckoning_action(self) -> np.ndarray:
+        """The base-env action that goes as far along ``dead_reckoning`` as one step allows
+        (straight line: the move scaled, not clipped per axis)."""
+        unwrapped = self.env.unwrapped
+        unit = (
+            unwrapped.fovea.max_saccade
+            if self.kind == "displacement"
+            else (unwrapped.turner.max_step_angle)
+        )
+        move = self.dead_reckoning() / unit
+        return move / max(np.abs(move).max(), 1.0)
 
     def _compose(self, command: np.ndarray) -> None:
         if self.kind == "rotation":  # camera-frame commands act on the left

@@ -189,27 +189,22 @@ class CoveragePolicy(Policy):
 
 class DeadReckoningPolicy(Policy):
     """Homing without vision: apply the inverse of the composed commanded path
-    (``info["dead_reckoning"]`` of agents.homing.Homing), as far as one step allows, along the
-    straight line (the rotation vector or the displacement scaled, not clipped per axis)."""
+    (agents.homing.Homing.dead_reckoning_action), as far as one step allows, along the
+    straight line. On a residual homing task it sends no correction."""
 
     name = "dead-reckoning"
 
     def begin(self, env, rng):
-        unwrapped = env.unwrapped
-        if hasattr(unwrapped, "fovea"):
-            self.unit = unwrapped.fovea.max_saccade
-        elif hasattr(unwrapped, "turner"):
-            self.unit = unwrapped.turner.max_step_angle
-        else:
-            raise ValueError("dead-reckoning needs a Rotate or Saccade env")
+        try:
+            self.task = env.get_wrapper_attr("dead_reckoning_action").__self__
+        except AttributeError:
+            raise ValueError("dead-reckoning needs a Homing task") from None
         super().begin(env, rng)
 
     def act(self, obs, info):
-        if "dead_reckoning" not in info:
-            raise ValueError("dead-reckoning reads info['dead_reckoning']: use a Homing task")
-        move = np.asarray(info["dead_reckoning"], np.float64) / self.unit
-        largest = np.abs(move).max()
-        return (move / max(largest, 1.0)).astype(np.float32)
+        if self.task.residual > 0:
+            return np.zeros(self.env.action_space.shape, np.float32)
+        return self.task.dead_reckoning_action().astype(np.float32)
 
 
 POLICIES: dict[str, type[Policy]] = {

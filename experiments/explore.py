@@ -1,13 +1,16 @@
 """`seqjepa-gym explore` (`make explore`): the exploration benchmark, inference side.
 
-For a world model checkpoint (default: the latest `make demo` run's seq-JEPA):
-1. fit the recognition classifier on train-split episodes of the task;
-2. train PPO on active recognition and on homing (with and without actuation noise), one run
-   per seed;
-3. evaluate random, heuristic (coverage; dead reckoning) and PPO policies on held-out (test
-   split) instances, the same episodes for every policy of a seed;
+For a rotation world model (default: the latest `make demo` run's seq-JEPA) and a glimpse world
+model (trained here on random saccades unless given):
+1. fit each recognition task's classifier on train-split episodes of the task;
+2. train PPO on active recognition (turns; glimpses) and on homing (with and without actuation
+   noise), one run per seed;
+3. evaluate random, heuristic (coverage, saliency with inhibition of return, dead reckoning) and
+   PPO policies on held-out (test split) instances, the same episodes for every policy of a
+   seed, so that differences between policies are paired;
 4. write results.json, report.md (accuracy at each number of views and homing success, mean +-
-   95% t-interval over seeds), accuracy_vs_views.png, homing_error.png and episode GIFs.
+   95% t-interval over seeds, paired gains over random), accuracy_vs_views.png,
+   homing_error.png and episode GIFs. ``--resume-dir`` reuses whatever is already trained.
 """
 
 from __future__ import annotations
@@ -29,17 +32,23 @@ from agents.evaluation import policy_from_spec, run_episodes
 from agents.ppo import AgentConfig, train_agent
 from agents.recognition import fit_classifier
 from agents.representation import load_world_model
+from experiments import collect
 from experiments.io import atomic_path
+from experiments.pipeline import PipelineConfig, train_method
 from experiments.report import interval, machine, save_figure
 from seqjepa.rollouts import write_text_atomic
 
 RECOGNITION = "SeqJEPA-Recognition-Rotate-v0"
+RECOGNITION_GLIMPSE = "SeqJEPA-Recognition-Saccade-v0"
+GLIMPSE_BASE = "SeqJEPA-Saccade-v0"
 HOMING = ("SeqJEPA-Homing-Rotate-v0", "SeqJEPA-Homing-RotateNoisy-v0")
+#: Non-learned recognition policies per world model kind (PPO is added).
+RECOGNITION_POLICIES = {"rotate": ("random", "coverage"), "glimpse": ("random", "saliency-ior")}
 
 
 @dataclass
 class ExploreConfig:
-    """What `seqjepa-gym explore` runs (defaults: about 20 minutes on 2 CPU cores)."""
+    """What `seqjepa-gym explore` runs (defaults: about 40 minutes on 2 CPU cores)."""
 
     checkpoint: str = ""
     """World model (file or run folder); default: the latest runs/*/seq-JEPA of `make demo`."""
@@ -55,8 +64,13 @@ class ExploreConfig:
     """PPO environment steps per task and seed."""
     classifier_episodes: int = 2000
     """Train-split episodes the recognition classifier is fitted on."""
-    recognition_policies: tuple[str, ...] = ("random", "coverage")
-    """Non-learned recognition policies (PPO is added)."""
+    glimpses: bool = True
+    """Also benchmark glimpse recognition (SeqJEPA-Recognition-Saccade-v0)."""
+    glimpse_checkpoint: str = ""
+    """World model of the glimpse task; default: collect and train one here (the pipeline's
+    recipe on random saccades, about 4 minutes)."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """Data and recipe of the glimpse world model trained here."""
     homing_policies: tuple[str, ...] = ("random", "dead-reckoning")
     """Non-learned homing policies (PPO is added)."""
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -116,14 +130,18 @@ def homing_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy(results: dict[str, Any], chance: float, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, r in results.items():
-        views = np.arange(1, len(r["accuracy"]) + 1)
-        ax.errorbar(views, r["accuracy"], yerr=r["accuracy_ci"], label=name, capsize=3, marker="o")
-    ax.axhline(chance, color="grey", linestyle=":", label="chance")
-    ax.set(xlabel="views seen", ylabel="top-1 (held-out instances)", title="active recognition")
-    ax.legend()
+def plot_accuracy(results: dict[str, dict[str, Any]], chance: float, path: Path) -> None:
+    """Top-1 against views seen, one panel per recognition task."""
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.5), squeeze=False)
+    for ax, (task, by_policy) in zip(axes[0], results.items(), strict=True):
+        for name, r in by_policy.items():
+            views = np.arange(1, len(r["accuracy"]) + 1)
+            ax.errorbar(views, r["accuracy"], yerr=r["accuracy_ci"], label=name, capsize=3,
+                        marker="o")  # fmt: skip
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+        ax.set(xlabel="views seen", ylabel="top-1 (held-out instances)",
+               title=task.removeprefix("SeqJEPA-"))  # fmt: skip
+        ax.legend()
     save_figure(fig, path)
 
 
@@ -150,34 +168,71 @@ def write_gif(
         iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=500, loop=0)
 
 
+def glimpse_model(cfg: ExploreConfig, out: Path) -> Path:
+    """A `tiny` seq-JEPA trained on random saccades (the demo's recipe, window mode), for the
+    glimpse recognition task: collected and trained here unless --glimpse-checkpoint is given
+    (a finished training in ``out`` is reused)."""
+    pipe = cfg.pipeline
+    env_kwargs = {"scene_size": 128, "glimpse_size": pipe.image_size, "split": None}
+    data = collect.run(
+        collect.CollectConfig(
+            env=GLIMPSE_BASE,
+            out=str(out / "data"),
+            env_kwargs=json.dumps(env_kwargs),
+            policy="random",
+            episodes=pipe.episodes,
+            episode_length=pipe.views - 1,
+            shard_episodes=250,
+            workers=pipe.workers,
+            seed=pipe.seed,
+        )
+    )
+    return train_method(pipe, data, out / "model", "seqjepa", pipe.seed, mode="window")
+
+
+def paired_gain(results: dict[str, Any], name: str, baseline: str) -> tuple[float, float]:
+    """Mean and 95% t-half-width over seeds of (name - baseline) at the last view: the seeds'
+    episodes are the same objects and starts for every policy, so the difference is paired."""
+    a, b = results[name]["per_seed"], results[baseline]["per_seed"]
+    return interval([a[s]["accuracy"][-1] - b[s]["accuracy"][-1] for s in a])
+
+
 def run(cfg: ExploreConfig) -> Path:
     start = time.perf_counter()
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else find_demo_checkpoint(Path(cfg.out))
-    world = load_world_model(checkpoint, cfg.agent.device)
     out = (
         Path(cfg.resume_dir)
         if cfg.resume_dir
         else Path(cfg.out) / time.strftime("explore-%Y%m%d-%H%M%S")
     )
     out.mkdir(parents=True, exist_ok=True)
-    summary = out / "classifier.json"
-    if summary.exists():  # resumed: the classifier is fitted already
-        classifier = json.loads(summary.read_text())
-    else:
-        classifier = fit_classifier(
-            world.path, RECOGNITION, cfg.classifier_episodes, out=out / "classifier.npz"
+    worlds = {"rotate": load_world_model(checkpoint, cfg.agent.device)}
+    if cfg.glimpses:
+        glimpses = cfg.glimpse_checkpoint or glimpse_model(cfg, out / "glimpse-world-model")
+        worlds["glimpse"] = load_world_model(glimpses, cfg.agent.device)
+    recognition_tasks = {RECOGNITION: "rotate"}
+    if cfg.glimpses:
+        recognition_tasks[RECOGNITION_GLIMPSE] = "glimpse"
+    classifiers, task_kwargs = {}, {}
+    for task, world in recognition_tasks.items():
+        path = out / f"classifier-{task}.npz"
+        summary = path.with_suffix(".json")
+        classifiers[task] = (
+            json.loads(summary.read_text())  # resumed: fitted already
+            if summary.exists()
+            else fit_classifier(worlds[world].path, task, cfg.classifier_episodes, out=path)
         )
-    recognition_kwargs = {"classifier": classifier["classifier"]}
+        task_kwargs[task] = {"classifier": classifiers[task]["classifier"]}
+    task_world = recognition_tasks | {task: "rotate" for task in HOMING}
     policies: dict[str, dict[int, str]] = {}  # task -> seed -> saved PPO policy
-    for task in (RECOGNITION, *HOMING):
-        kwargs = recognition_kwargs if task == RECOGNITION else {}
+    for task, world in task_world.items():
         for seed in cfg.seeds:
             agent = AgentConfig(
                 **asdict(cfg.agent)
                 | {
                     "task": task,
-                    "checkpoint": str(world.path),
-                    "task_kwargs": json.dumps(kwargs),
+                    "checkpoint": str(worlds[world].path),
+                    "task_kwargs": json.dumps(task_kwargs.get(task, {})),
                     "steps": cfg.ppo_steps,
                     "seed": seed,
                     "out": str(out / "ppo" / task / f"seed-{seed}"),
@@ -187,32 +242,35 @@ def run(cfg: ExploreConfig) -> Path:
             trained = saved if saved.exists() else train_agent(agent)  # resumed: reuse it
             policies.setdefault(task, {})[seed] = str(trained)
 
-    def evaluate(task: str, names: tuple[str, ...], kwargs: dict) -> dict[str, Any]:
+    def evaluate(task: str, names: tuple[str, ...]) -> dict[str, Any]:
         results = {}
         for name in (*names, "ppo"):
             records = {
                 seed: run_episodes(
                     task,
-                    world,
+                    worlds[task_world[task]],
                     policy_from_spec(policies[task][seed] if name == "ppo" else name),
                     cfg.episodes,
                     seed,
-                    task_kwargs=kwargs,
+                    task_kwargs=task_kwargs.get(task),
                 )
                 for seed in cfg.seeds
             }
             results[name] = summarise(records)
         return results
 
-    recognition = evaluate(RECOGNITION, cfg.recognition_policies, recognition_kwargs)
-    homing = {task: evaluate(task, cfg.homing_policies, {}) for task in HOMING}
-    chance = 1.0 / len(world_categories(out))
-    plot_accuracy(recognition, chance, out / "accuracy_vs_views.png")
+    recognition = {
+        task: evaluate(task, RECOGNITION_POLICIES[world])
+        for task, world in recognition_tasks.items()
+    }
+    homing = {task: evaluate(task, cfg.homing_policies) for task in HOMING}
+    categories = world_categories(Path(classifiers[RECOGNITION]["classifier"]))
+    plot_accuracy(recognition, 1.0 / len(categories), out / "accuracy_vs_views.png")
     plot_homing(homing, out / "homing_error.png")
     minutes = (time.perf_counter() - start) / 60
     results = {
-        "checkpoint": str(world.path),
-        "classifier": classifier,
+        "checkpoints": {name: str(world.path) for name, world in worlds.items()},
+        "classifiers": classifiers,
         "config": asdict(cfg),
         "recognition": recognition,
         "homing": homing,
@@ -220,32 +278,44 @@ def run(cfg: ExploreConfig) -> Path:
         "machine": machine(),
     }
     write_text_atomic(out / "results.json", json.dumps(results, indent=1))
+    sections = []
+    for task, by_policy in recognition.items():
+        gains = ", ".join(
+            "{} - random: {:+.3f} +- {:.3f}".format(name, *paired_gain(by_policy, name, "random"))
+            for name in by_policy
+            if name != "random"
+        )
+        sections.append(
+            f"## Active recognition ({task}): top-1 after k views\n\n"
+            f"{recognition_table(by_policy)}\n\nPaired gain at the last view (same objects and "
+            f"starts per seed): {gains}.\n"
+        )
     report = (
-        f"# Exploration benchmark\n\nWorld model: `{world.path}`. Machine: {machine()}. "
-        f"Wall time: {minutes:.1f} min. Seeds {list(cfg.seeds)}; {cfg.episodes} held-out "
-        f"episodes per policy and seed; PPO {cfg.ppo_steps} steps per task and seed. "
-        "Mean +- 95% t-interval over seeds.\n\n"
-        f"## Active recognition ({RECOGNITION}): top-1 after k views\n\n"
-        f"{recognition_table(recognition)}\n\n![accuracy](accuracy_vs_views.png)\n\n"
+        "# Exploration benchmark\n\nWorld models: "
+        + ", ".join(f"{k} `{w.path}`" for k, w in worlds.items())
+        + f". Machine: {machine()}. Wall time: {minutes:.1f} min. Seeds {list(cfg.seeds)} "
+        f"(each: a PPO run and its own {cfg.episodes} held-out episodes per policy, the same "
+        f"episodes for every policy); PPO {cfg.ppo_steps} steps per task and seed. Mean +- "
+        "95% t-interval over seeds.\n\n"
+        + "\n".join(sections)
+        + "\n![accuracy](accuracy_vs_views.png)\n\n"
         f"## Homing: success (< 15 deg at the end)\n\n{homing_table(homing)}\n\n"
         "![homing](homing_error.png)\n"
     )
     write_text_atomic(out / "report.md", report)
     print(report)
     seed = cfg.seeds[0]
-    write_gif(
-        RECOGNITION,
-        world,
-        policies[RECOGNITION][seed],
-        seed,
-        out / "recognition_ppo.gif",
-        recognition_kwargs,
-    )
-    write_gif(HOMING[1], world, policies[HOMING[1]][seed], seed, out / "homing_noisy_ppo.gif")
+    for task in recognition_tasks:
+        name = task.removeprefix("SeqJEPA-").lower()
+        world = worlds[task_world[task]]
+        gif = out / f"{name}-ppo.gif"
+        write_gif(task, world, policies[task][seed], seed, gif, task_kwargs[task])
+    noisy = HOMING[1]
+    write_gif(noisy, worlds["rotate"], policies[noisy][seed], seed, out / "homing-noisy-ppo.gif")
     return out
 
 
-def world_categories(out: Path) -> list[str]:
-    """The classifier's categories (for the chance level)."""
-    with np.load(out / "classifier.npz", allow_pickle=False) as data:
+def world_categories(classifier: Path) -> list[str]:
+    """A classifier's categories (for the chance level)."""
+    with np.load(classifier, allow_pickle=False) as data:
         return list(data["categories"])

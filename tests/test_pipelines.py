@@ -46,15 +46,19 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
         ppo_steps=64,
         classifier_episodes=12,
         agent=agent,
+        pipeline=TOY,
     )
     run_dir = explore.run(cfg)
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results["recognition"]) == {"random", "coverage", "ppo"}
-    assert len(results["recognition"]["ppo"]["accuracy"]) == 5
+    turns = results["recognition"]["SeqJEPA-Recognition-Rotate-v0"]
+    assert set(turns) == {"random", "coverage", "ppo"}
+    assert len(turns["ppo"]["accuracy"]) == 5
+    glimpses = results["recognition"]["SeqJEPA-Recognition-Saccade-v0"]
+    assert set(glimpses) == {"random", "saliency-ior", "ppo"}
     assert set(results["homing"]["SeqJEPA-Homing-RotateNoisy-v0"]) == {
         "random",
         "dead-reckoning",
         "ppo",
     }
-    for name in ("accuracy_vs_views.png", "homing_error.png", "recognition_ppo.gif"):
+    for name in ("accuracy_vs_views.png", "homing_error.png", "recognition-saccade-v0-ppo.gif"):
         assert (run_dir / name).stat().st_size > 0

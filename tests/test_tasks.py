@@ -82,6 +82,17 @@ def test_dead_reckoning_homes_without_noise_and_random_mostly_fails(base, checkp
     assert _homing_success(env, RandomPolicy(), 8) <= 0.25
 
 
+def test_residual_homing_with_no_correction_is_dead_reckoning(checkpoints):
+    env = Homing(checkpoints["Rotate"], residual=0.3)
+    assert _homing_success(env, DeadReckoningPolicy(), 6) == 1.0  # sends zero corrections
+    policy = RandomPolicy()  # random corrections move the end away from home
+    _, info = env.reset(seed=0)
+    policy.begin(env, episode_rng(0, 0))
+    for _ in range(env.budget):
+        _, _, done, _, info = env.step(policy.act(None, info))
+    assert done and info["error"] > 1.0
+
+
 def test_actuation_noise_defeats_dead_reckoning(checkpoints):
     env = Homing(checkpoints["Rotate"], base_kwargs={"action_noise": np.radians(8.0)})
     assert _homing_success(env, DeadReckoningPolicy(), 12) < 0.75
