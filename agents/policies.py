@@ -124,7 +124,7 @@ class SaliencyIORPolicy(Policy):
     def act(self, obs, info):
         target = sample_from_map(self.map, self.rng)
         self._inhibit(target)
-        position = obs["position"].astype(np.float64)
+        position = np.asarray(self.env.unwrapped._position, np.float64)  # also under tasks
         if self.fovea.action_mode == "absolute":
             return target.astype(np.float32)
         if self.fovea.action_mode == "discrete":

@@ -41,7 +41,13 @@ from seqjepa.rollouts import write_text_atomic
 RECOGNITION = "SeqJEPA-Recognition-Rotate-v0"
 RECOGNITION_GLIMPSE = "SeqJEPA-Recognition-Saccade-v0"
 GLIMPSE_BASE = "SeqJEPA-Saccade-v0"
-HOMING = ("SeqJEPA-Homing-Rotate-v0", "SeqJEPA-Homing-RotateNoisy-v0")
+NOISY = "SeqJEPA-Homing-RotateNoisy-v0"
+#: Homing runs: label -> (task id, task kwargs). The residual run's PPO corrects dead reckoning.
+HOMING = {
+    "SeqJEPA-Homing-Rotate-v0": ("SeqJEPA-Homing-Rotate-v0", {}),
+    NOISY: (NOISY, {}),
+    f"{NOISY} (residual)": (NOISY, {"residual": 0.3}),
+}
 #: Non-learned recognition policies per world model kind (PPO is added).
 RECOGNITION_POLICIES = {"rotate": ("random", "coverage"), "glimpse": ("random", "saliency-ior")}
 
@@ -120,12 +126,20 @@ def recognition_table(results: dict[str, Any]) -> str:
 
 
 def homing_table(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| task | policy | success | final error |", "|---|---|---|---|"]
+    lines = [
+        "| task | policy | success | final error | paired gain in success over dead reckoning |",
+        "|---|---|---|---|---|",
+    ]
     for task, by_policy in results.items():
         for name, r in by_policy.items():
+            gain = "-"
+            if name != "dead-reckoning":
+                gain = "{:+.3f} +- {:.3f}".format(
+                    *paired_gain(by_policy, name, "dead-reckoning", "success")
+                )
             lines.append(
                 f"| {task} | {name} | {r['success']:.3f} +- {r['success_ci']:.3f} | "
-                f"{r['error'][-1]:.1f} deg |"
+                f"{r['error'][-1]:.1f} deg | {gain} |"
             )
     return "\n".join(lines)
 
@@ -190,11 +204,18 @@ def glimpse_model(cfg: ExploreConfig, out: Path) -> Path:
     return train_method(pipe, data, out / "model", "seqjepa", pipe.seed, mode="window")
 
 
-def paired_gain(results: dict[str, Any], name: str, baseline: str) -> tuple[float, float]:
-    """Mean and 95% t-half-width over seeds of (name - baseline) at the last view: the seeds'
-    episodes are the same objects and starts for every policy, so the difference is paired."""
+def paired_gain(
+    results: dict[str, Any], name: str, baseline: str, key: str = "accuracy"
+) -> tuple[float, float]:
+    """Mean and 95% t-half-width over seeds of (name - baseline) in ``key`` (at the last view
+    for accuracy): a seed's episodes are the same objects and starts for every policy, so the
+    difference is paired."""
     a, b = results[name]["per_seed"], results[baseline]["per_seed"]
-    return interval([a[s]["accuracy"][-1] - b[s]["accuracy"][-1] for s in a])
+
+    def last(value):
+        return value[-1] if isinstance(value, list) else value
+
+    return interval([last(a[s][key]) - last(b[s][key]) for s in a])
 
 
 def run(cfg: ExploreConfig) -> Path:
@@ -223,36 +244,39 @@ def run(cfg: ExploreConfig) -> Path:
             else fit_classifier(worlds[world].path, task, cfg.classifier_episodes, out=path)
         )
         task_kwargs[task] = {"classifier": classifiers[task]["classifier"]}
-    task_world = recognition_tasks | {task: "rotate" for task in HOMING}
-    policies: dict[str, dict[int, str]] = {}  # task -> seed -> saved PPO policy
-    for task, world in task_world.items():
+    # label -> (task id, world model, task kwargs)
+    runs = {task: (task, world, task_kwargs[task]) for task, world in recognition_tasks.items()}
+    runs |= {label: (task, "rotate", kwargs) for label, (task, kwargs) in HOMING.items()}
+    policies: dict[str, dict[int, str]] = {}  # label -> seed -> saved PPO policy
+    for label, (task, world, kwargs) in runs.items():
         for seed in cfg.seeds:
             agent = AgentConfig(
                 **asdict(cfg.agent)
                 | {
                     "task": task,
                     "checkpoint": str(worlds[world].path),
-                    "task_kwargs": json.dumps(task_kwargs.get(task, {})),
+                    "task_kwargs": json.dumps(kwargs),
                     "steps": cfg.ppo_steps,
                     "seed": seed,
-                    "out": str(out / "ppo" / task / f"seed-{seed}"),
+                    "out": str(out / "ppo" / label.replace(" ", "-") / f"seed-{seed}"),
                 }
             )
             saved = Path(agent.out) / "policy.zip"
             trained = saved if saved.exists() else train_agent(agent)  # resumed: reuse it
-            policies.setdefault(task, {})[seed] = str(trained)
+            policies.setdefault(label, {})[seed] = str(trained)
 
-    def evaluate(task: str, names: tuple[str, ...]) -> dict[str, Any]:
+    def evaluate(label: str, names: tuple[str, ...]) -> dict[str, Any]:
+        task, world, kwargs = runs[label]
         results = {}
         for name in (*names, "ppo"):
             records = {
                 seed: run_episodes(
                     task,
-                    worlds[task_world[task]],
-                    policy_from_spec(policies[task][seed] if name == "ppo" else name),
+                    worlds[world],
+                    policy_from_spec(policies[label][seed] if name == "ppo" else name),
                     cfg.episodes,
                     seed,
-                    task_kwargs=task_kwargs.get(task),
+                    task_kwargs=kwargs,
                 )
                 for seed in cfg.seeds
             }
@@ -263,7 +287,10 @@ def run(cfg: ExploreConfig) -> Path:
         task: evaluate(task, RECOGNITION_POLICIES[world])
         for task, world in recognition_tasks.items()
     }
-    homing = {task: evaluate(task, cfg.homing_policies) for task in HOMING}
+    homing = {
+        label: evaluate(label, ("dead-reckoning",) if kwargs else cfg.homing_policies)
+        for label, (_, kwargs) in HOMING.items()
+    }
     categories = world_categories(Path(classifiers[RECOGNITION]["classifier"]))
     plot_accuracy(recognition, 1.0 / len(categories), out / "accuracy_vs_views.png")
     plot_homing(homing, out / "homing_error.png")
@@ -305,13 +332,10 @@ def run(cfg: ExploreConfig) -> Path:
     write_text_atomic(out / "report.md", report)
     print(report)
     seed = cfg.seeds[0]
-    for task in recognition_tasks:
-        name = task.removeprefix("SeqJEPA-").lower()
-        world = worlds[task_world[task]]
-        gif = out / f"{name}-ppo.gif"
-        write_gif(task, world, policies[task][seed], seed, gif, task_kwargs[task])
-    noisy = HOMING[1]
-    write_gif(noisy, worlds["rotate"], policies[noisy][seed], seed, out / "homing-noisy-ppo.gif")
+    for task, world in recognition_tasks.items():
+        gif = out / f"{task.removeprefix('SeqJEPA-').lower()}-ppo.gif"
+        write_gif(task, worlds[world], policies[task][seed], seed, gif, task_kwargs[task])
+    write_gif(NOISY, worlds["rotate"], policies[NOISY][seed], seed, out / "homing-noisy-ppo.gif")
     return out
 
 
