@@ -30,7 +30,7 @@ from agents.representation import (
     WorldModel,
     load_world_model,
 )
-from agents.tasks import make_base_env
+from agents.tasks import world_and_base
 
 
 def surprise(world: WorldModel, z_agg: np.ndarray, move: torch.Tensor, view: np.ndarray) -> float:
@@ -70,16 +70,11 @@ class Curiosity(gym.Wrapper):
     ) -> None:
         if not isinstance(budget, (int, np.integer)) or budget < 2:
             raise ValueError(f"budget must be an integer >= 2 views, got {budget!r}")
-        world = (
-            checkpoint
-            if isinstance(checkpoint, WorldModel)
-            else load_world_model(checkpoint, device)
-        )
+        world, base_env = world_and_base(checkpoint, base, split, base_kwargs, device)
         if not hasattr(world.model, "predict"):
             raise ValueError(
                 f"checkpoint {world.path}: a {world.train_cfg.method} model has no predictor"
             )
-        base_env = make_base_env(base, world, {"split": split} | (base_kwargs or {}))
         super().__init__(RepresentationWrapper(base_env, world))
         self.world = world
         self.budget = int(budget)

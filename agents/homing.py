@@ -27,9 +27,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from agents.policies import sample_space
-from agents.representation import RepresentationWrapper, WorldModel, load_world_model
-from agents.tasks import make_base_env
-from envs.object_scene import float_vector
+from agents.representation import RepresentationWrapper, WorldModel
+from agents.tasks import world_and_base
+from envs.object_scene import check_choice, float_vector
 from envs.rotations import IDENTITY, geodesic_deg, quat_inv, quat_mul
 
 REWARDS = ("dense", "sparse")
@@ -72,14 +72,8 @@ class Homing(gym.Wrapper):
         for name, value, least in (("warmup", warmup, 0), ("budget", budget, 1)):
             if not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-        if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; valid: {', '.join(REWARDS)}")
-        world = (
-            checkpoint
-            if isinstance(checkpoint, WorldModel)
-            else load_world_model(checkpoint, device)
-        )
-        base_env = make_base_env(base, world, {"split": split} | (base_kwargs or {}))
+        check_choice("reward", reward, REWARDS)
+        world, base_env = world_and_base(checkpoint, base, split, base_kwargs, device)
         unwrapped = base_env.unwrapped
         self.kind = "displacement" if hasattr(unwrapped, "fovea") else "rotation"
         mode = (unwrapped.fovea if self.kind == "displacement" else unwrapped.turner).action_mode

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from agents.policies import RandomPolicy, episode_rng
 from agents.representation import RepresentationWrapper, WorldModel, load_world_model
-from agents.tasks import make_base_env
+from agents.tasks import make_base_env, world_and_base
+from envs.object_scene import check_choice
 from seqjepa.probes import LinearHead, Samples, fit_linear_head
 from seqjepa.rollouts import write_text_atomic
 
@@ -142,14 +143,8 @@ class ActiveRecognition(gym.Wrapper):
     ) -> None:
         if not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be an integer >= 1 view, got {budget!r}")
-        if reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; valid: {', '.join(REWARDS)}")
-        world = (
-            checkpoint
-            if isinstance(checkpoint, WorldModel)
-            else load_world_model(checkpoint, device)
-        )
-        base_env = make_base_env(base, world, {"split": split} | (base_kwargs or {}))
+        check_choice("reward", reward, REWARDS)
+        world, base_env = world_and_base(checkpoint, base, split, base_kwargs, device)
         super().__init__(RepresentationWrapper(base_env, world))
         if not isinstance(classifier, Classifier):
             classifier = Classifier.load(classifier or default_classifier_path(world))

@@ -7,12 +7,13 @@ the task's own settings (action mode, split) override them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 import envs  # noqa: F401  (registers the base ids)
-from agents.representation import WorldModel, env_class_name
+from agents.representation import WorldModel, env_class_name, load_world_model
 
 #: Base-env kwargs that decide what a view looks like: carried over from the checkpoint's data.
 VIEW_KWARGS = (
@@ -46,3 +47,17 @@ def make_base_env(base: str, world: WorldModel, overrides: dict[str, Any]) -> gy
     if "image_size" not in kwargs and world.spec.get("image_size") and "Rotate" in base:
         kwargs["image_size"] = world.spec["image_size"]
     return gym.make(base, max_episode_steps=None, **(kwargs | overrides))
+
+
+def world_and_base(
+    checkpoint: str | Path | WorldModel,
+    base: str,
+    split: str | None,
+    base_kwargs: dict[str, Any] | None,
+    device: str,
+) -> tuple[WorldModel, gym.Env]:
+    """A task's world model (loaded unless given loaded) and its base env on ``split``."""
+    world = (
+        checkpoint if isinstance(checkpoint, WorldModel) else load_world_model(checkpoint, device)
+    )
+    return world, make_base_env(base, world, {"split": split} | (base_kwargs or {}))
