@@ -16,6 +16,7 @@ model (trained here on random saccades unless given):
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -258,7 +259,7 @@ def run(cfg: ExploreConfig) -> Path:
                     "task_kwargs": json.dumps(kwargs),
                     "steps": cfg.ppo_steps,
                     "seed": seed,
-                    "out": str(out / "ppo" / label.replace(" ", "-") / f"seed-{seed}"),
+                    "out": str(out / "ppo" / re.sub(r"[^\w.-]+", "-", label) / f"seed-{seed}"),
                 }
             )
             saved = Path(agent.out) / "policy.zip"
