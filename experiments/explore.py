@@ -84,6 +84,11 @@ class ExploreConfig:
     """PPO settings (task, checkpoint, steps, seed and out are set per run)."""
 
 
+def slug(label: str) -> str:
+    """A folder name for a run label ("... (residual)" -> "...-residual")."""
+    return re.sub(r"[^\w.-]+", "-", label).strip("-")
+
+
 def find_demo_checkpoint(runs: Path) -> Path:
     """The seq-JEPA run folder of the latest `make demo` (or `make report`) run."""
     found = sorted(runs.glob("*/seq-JEPA*/latest"))
@@ -259,7 +264,7 @@ def run(cfg: ExploreConfig) -> Path:
                     "task_kwargs": json.dumps(kwargs),
                     "steps": cfg.ppo_steps,
                     "seed": seed,
-                    "out": str(out / "ppo" / re.sub(r"[^\w.-]+", "-", label) / f"seed-{seed}"),
+                    "out": str(out / "ppo" / slug(label) / f"seed-{seed}"),
                 }
             )
             saved = Path(agent.out) / "policy.zip"
