@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -143,6 +144,14 @@ def _collect_shard(args: tuple[str, int]) -> tuple[int, dict]:
     return index, write_shard(Path(root), index, episodes)
 
 
+def worker_context() -> mp.context.BaseContext:
+    """fork (fast) unless torch is loaded here: a forked child of a process whose OpenMP pool
+    is running deadlocks at its first parallel op (measured: a curiosity collection inside
+    explore-data hung with idle workers), and the curiosity policy runs torch in the workers.
+    Then spawn, which starts clean interpreters."""
+    return mp.get_context("spawn" if "torch" in sys.modules else "fork")
+
+
 def run(cfg: CollectConfig) -> Path:
     """Collect (or resume) this job's shards; returns the dataset directory."""
     meta = dataset_meta(cfg)
@@ -184,7 +193,7 @@ def run(cfg: CollectConfig) -> Path:
         # concurrent.futures, not multiprocessing.Pool: a Pool whose worker is killed (OOM
         # killer, SIGKILL) waits forever; an executor raises BrokenProcessPool at once
         with ProcessPoolExecutor(
-            cfg.workers, mp.get_context(), initializer=_init_worker, initargs=(meta,)
+            cfg.workers, worker_context(), initializer=_init_worker, initargs=(meta,)
         ) as pool:
             futures = [pool.submit(_collect_shard, task) for task in tasks]
             try:
