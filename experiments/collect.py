@@ -118,6 +118,9 @@ def _init_worker(meta: dict[str, Any]) -> None:
         meta["env_id"], max_episode_steps=meta["episode_length"], **meta["env_kwargs"]
     )
     _WORKER["policy"] = make_policy(meta["policy"], **meta.get("policy_kwargs", {}))
+    torch = sys.modules.get("torch")  # loaded by policies that run a model (curiosity)
+    if torch is not None and mp.parent_process() is not None:
+        torch.set_num_threads(1)  # one thread per worker: workers x threads > cores thrash
 
 
 def record_episode(env: gym.Env, policy, meta: dict[str, Any], episode: int) -> EpisodeBuffer:
