@@ -43,10 +43,6 @@ def surprise(world: WorldModel, z_agg: np.ndarray, move: torch.Tensor, view: np.
         return float(1 - F.cosine_similarity(prediction.float(), target.float()).item())
 
 
-def steps_left_space() -> gym.spaces.Box:
-    return gym.spaces.Box(0.0, 1.0, (1,), np.float32)
-
-
 class Curiosity(gym.Wrapper):
     """Seek the views the world model predicts worst (module docstring).
 
@@ -78,8 +74,9 @@ class Curiosity(gym.Wrapper):
         super().__init__(RepresentationWrapper(base_env, world))
         self.world = world
         self.budget = int(budget)
+        steps_left = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
         self.observation_space = gym.spaces.Dict(
-            dict(self.env.observation_space.spaces) | {"steps_left": steps_left_space()}
+            dict(self.env.observation_space.spaces) | {"steps_left": steps_left}
         )
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -45,9 +45,6 @@ from seqjepa.train import (
     resolve_device,
 )
 
-#: Observation keys the wrapper adds.
-REPRESENTATION_KEYS = ("z_agg", "z")
-
 
 @dataclass
 class WorldModel:
