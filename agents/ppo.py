@@ -23,6 +23,7 @@ from tqdm import tqdm
 import agents  # noqa: F401  (registers the task ids)
 from agents.policies import Policy
 from agents.representation import WorldModel, load_world_model
+from seqjepa.rollouts import write_text_atomic
 
 
 @dataclass
@@ -126,7 +127,7 @@ def train_agent(cfg: AgentConfig) -> Path:
     tmp = out / ".policy.tmp.zip"
     model.save(tmp)
     tmp.replace(path)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    write_text_atomic(out / "config.json", json.dumps(asdict(cfg), indent=1))
     venv.close()
     return path
 

@@ -11,6 +11,7 @@ import numpy as np
 from agents.evaluation import policy_from_spec, run_episodes
 from agents.ppo import AgentConfig, train_agent
 from agents.recognition import fit_classifier
+from seqjepa.rollouts import write_text_atomic
 
 
 @dataclass
@@ -75,4 +76,4 @@ def agent_eval(cfg: AgentEvalConfig) -> None:
         print(f"success: {np.mean([r['success'] for r in records]):.3f}")
         print(f"mean error after each step: {np.mean([r['errors'] for r in records], 0).round(1)}")
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps(records, indent=1))
+        write_text_atomic(Path(cfg.out), json.dumps(records, indent=1))
