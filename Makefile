@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench report lint format clean
+.PHONY: install demo test bench report explore explore-data soak lint format clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/seqjepa-gym report
+
+explore: $(STAMP)
+	$(BIN)/seqjepa-gym explore
+
+explore-data: $(STAMP)
+	$(BIN)/seqjepa-gym explore-data
+
+soak: $(STAMP)
+	$(BIN)/seqjepa-gym soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,6 +31,12 @@ TASK_IDS: dict[str, tuple[str, dict[str, Any]]] = {
             "base_kwargs": {"max_step_angle": math.pi / 2},
         },
     ),
+    # The agent picks the next orientation itself (a turntable with an encoder): absolute
+    # actions, so a policy can learn which poses name the category best.
+    "SeqJEPA-Recognition-RotateAbsolute-v0": (
+        "agents.recognition:ActiveRecognition",
+        {"base": "SeqJEPA-Rotate-v0", "budget": 5, "base_kwargs": {"action_mode": "absolute"}},
+    ),
     "SeqJEPA-Recognition-Saccade-v0": (
         "agents.recognition:ActiveRecognition",
         {"base": "SeqJEPA-Saccade-v0", "budget": 5},

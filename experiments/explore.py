@@ -33,15 +33,22 @@ from agents.evaluation import policy_from_spec, run_episodes
 from agents.ppo import AgentConfig, train_agent
 from agents.recognition import fit_classifier
 from agents.representation import load_world_model
+from envs.object_scene import check_choice
 from experiments import collect
 from experiments.io import atomic_path
 from experiments.pipeline import PipelineConfig, train_method
 from experiments.report import interval, machine, save_figure
 from seqjepa.rollouts import write_text_atomic
 
-RECOGNITION = "SeqJEPA-Recognition-Rotate-v0"
-RECOGNITION_GLIMPSE = "SeqJEPA-Recognition-Saccade-v0"
 GLIMPSE_BASE = "SeqJEPA-Saccade-v0"
+#: Recognition tasks: id -> (world model kind, the non-learned policies PPO is compared with).
+#: On the absolute-view task, ``random`` draws any orientation (the task's own action space),
+#: ``uniform-views`` the world model's training range (3DIEBench's Euler box).
+RECOGNITION = {
+    "SeqJEPA-Recognition-Rotate-v0": ("rotate", ("random", "coverage")),
+    "SeqJEPA-Recognition-RotateAbsolute-v0": ("rotate", ("random", "uniform-views")),
+    "SeqJEPA-Recognition-Saccade-v0": ("glimpse", ("random", "saliency-ior")),
+}
 NOISY = "SeqJEPA-Homing-RotateNoisy-v0"
 #: Homing runs: label -> (task id, task kwargs). The residual run's PPO corrects dead reckoning.
 HOMING = {
@@ -49,8 +56,6 @@ HOMING = {
     NOISY: (NOISY, {}),
     f"{NOISY} (residual)": (NOISY, {"residual": 0.3}),
 }
-#: Non-learned recognition policies per world model kind (PPO is added).
-RECOGNITION_POLICIES = {"rotate": ("random", "coverage"), "glimpse": ("random", "saliency-ior")}
 
 
 @dataclass
@@ -71,8 +76,11 @@ class ExploreConfig:
     """PPO environment steps per task and seed."""
     classifier_episodes: int = 2000
     """Train-split episodes the recognition classifier is fitted on."""
-    glimpses: bool = True
-    """Also benchmark glimpse recognition (SeqJEPA-Recognition-Saccade-v0)."""
+    recognition: tuple[str, ...] = tuple(RECOGNITION)
+    """Recognition task ids to benchmark (a glimpse world model is needed only for glimpse
+    tasks)."""
+    homing: bool = True
+    """Also benchmark homing (with and without actuation noise)."""
     glimpse_checkpoint: str = ""
     """World model of the glimpse task; default: collect and train one here (the pipeline's
     recipe on random saccades, about 4 minutes)."""
@@ -91,7 +99,9 @@ def slug(label: str) -> str:
 
 def find_demo_checkpoint(runs: Path) -> Path:
     """The seq-JEPA run folder of the latest `make demo` (or `make report`) run."""
-    found = sorted(runs.glob("*/seq-JEPA*/latest"))
+    # `make demo` writes <run>/train-seqjepa, `make report` <run>/seq-JEPA-seed-<k>; run
+    # folders are timestamps, so the last in name order is the latest
+    found = sorted([*runs.glob("*/train-seqjepa/latest"), *runs.glob("*/seq-JEPA*/latest")])
     if not found:
         raise FileNotFoundError(
             f"no trained world model under {runs}/: run `make demo` first, or pass --checkpoint"
@@ -233,13 +243,13 @@ def run(cfg: ExploreConfig) -> Path:
         else Path(cfg.out) / time.strftime("explore-%Y%m%d-%H%M%S")
     )
     out.mkdir(parents=True, exist_ok=True)
+    for task in cfg.recognition:
+        check_choice("recognition task", task, tuple(RECOGNITION))
+    recognition_tasks = {task: RECOGNITION[task][0] for task in cfg.recognition}
     worlds = {"rotate": load_world_model(checkpoint, cfg.agent.device)}
-    if cfg.glimpses:
+    if "glimpse" in recognition_tasks.values():
         glimpses = cfg.glimpse_checkpoint or glimpse_model(cfg, out / "glimpse-world-model")
         worlds["glimpse"] = load_world_model(glimpses, cfg.agent.device)
-    recognition_tasks = {RECOGNITION: "rotate"}
-    if cfg.glimpses:
-        recognition_tasks[RECOGNITION_GLIMPSE] = "glimpse"
     classifiers, task_kwargs = {}, {}
     for task, world in recognition_tasks.items():
         path = out / f"classifier-{task}.npz"
@@ -252,7 +262,8 @@ def run(cfg: ExploreConfig) -> Path:
         task_kwargs[task] = {"classifier": classifiers[task]["classifier"]}
     # label -> (task id, world model, task kwargs)
     runs = {task: (task, world, task_kwargs[task]) for task, world in recognition_tasks.items()}
-    runs |= {label: (task, "rotate", kwargs) for label, (task, kwargs) in HOMING.items()}
+    homing_runs = HOMING if cfg.homing else {}
+    runs |= {label: (task, "rotate", kwargs) for label, (task, kwargs) in homing_runs.items()}
     policies: dict[str, dict[int, str]] = {}  # label -> seed -> saved PPO policy
     for label, (task, world, kwargs) in runs.items():
         for seed in cfg.seeds:
@@ -289,17 +300,16 @@ def run(cfg: ExploreConfig) -> Path:
             results[name] = summarise(records)
         return results
 
-    recognition = {
-        task: evaluate(task, RECOGNITION_POLICIES[world])
-        for task, world in recognition_tasks.items()
-    }
+    recognition = {task: evaluate(task, RECOGNITION[task][1]) for task in recognition_tasks}
     homing = {
         label: evaluate(label, ("dead-reckoning",) if kwargs else cfg.homing_policies)
-        for label, (_, kwargs) in HOMING.items()
+        for label, (_, kwargs) in homing_runs.items()
     }
-    categories = world_categories(Path(classifiers[RECOGNITION]["classifier"]))
-    plot_accuracy(recognition, 1.0 / len(categories), out / "accuracy_vs_views.png")
-    plot_homing(homing, out / "homing_error.png")
+    if recognition:
+        categories = world_categories(Path(next(iter(classifiers.values()))["classifier"]))
+        plot_accuracy(recognition, 1.0 / len(categories), out / "accuracy_vs_views.png")
+    if homing:
+        plot_homing(homing, out / "homing_error.png")
     minutes = (time.perf_counter() - start) / 60
     results = {
         "checkpoints": {name: str(world.path) for name, world in worlds.items()},
@@ -313,10 +323,11 @@ def run(cfg: ExploreConfig) -> Path:
     write_text_atomic(out / "results.json", json.dumps(results, indent=1))
     sections = []
     for task, by_policy in recognition.items():
+        names = list(by_policy)  # the non-learned policies, then ppo
         gains = ", ".join(
-            "{} - random: {:+.3f} +- {:.3f}".format(name, *paired_gain(by_policy, name, "random"))
-            for name in by_policy
-            if name != "random"
+            "{} - {}: {:+.3f} +- {:.3f}".format(name, base, *paired_gain(by_policy, name, base))
+            for i, base in enumerate(names[:-1])
+            for name in names[i + 1 :]
         )
         sections.append(
             f"## Active recognition ({task}): top-1 after k views\n\n"
@@ -331,9 +342,13 @@ def run(cfg: ExploreConfig) -> Path:
         f"episodes for every policy); PPO {cfg.ppo_steps} steps per task and seed. Mean +- "
         "95% t-interval over seeds.\n\n"
         + "\n".join(sections)
-        + "\n![accuracy](accuracy_vs_views.png)\n\n"
-        f"## Homing: success (< 15 deg at the end)\n\n{homing_table(homing)}\n\n"
-        "![homing](homing_error.png)\n"
+        + ("\n![accuracy](accuracy_vs_views.png)\n\n" if recognition else "")
+        + (
+            f"## Homing: success (< 15 deg at the end)\n\n{homing_table(homing)}\n\n"
+            "![homing](homing_error.png)\n"
+            if homing
+            else ""
+        )
     )
     write_text_atomic(out / "report.md", report)
     print(report)
@@ -341,7 +356,9 @@ def run(cfg: ExploreConfig) -> Path:
     for task, world in recognition_tasks.items():
         gif = out / f"{task.removeprefix('SeqJEPA-').lower()}-ppo.gif"
         write_gif(task, worlds[world], policies[task][seed], seed, gif, task_kwargs[task])
-    write_gif(NOISY, worlds["rotate"], policies[NOISY][seed], seed, out / "homing-noisy-ppo.gif")
+    if homing:
+        gif = out / "homing-noisy-ppo.gif"
+        write_gif(NOISY, worlds["rotate"], policies[NOISY][seed], seed, gif)
     return out
 
 

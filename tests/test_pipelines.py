@@ -53,6 +53,9 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
     turns = results["recognition"]["SeqJEPA-Recognition-Rotate-v0"]
     assert set(turns) == {"random", "coverage", "ppo"}
     assert len(turns["ppo"]["accuracy"]) == 5
+    absolute = results["recognition"]["SeqJEPA-Recognition-RotateAbsolute-v0"]
+    assert set(absolute) == {"random", "uniform-views", "ppo"}
+    assert "ppo - uniform-views" in (run_dir / "report.md").read_text()
     glimpses = results["recognition"]["SeqJEPA-Recognition-Saccade-v0"]
     assert set(glimpses) == {"random", "saliency-ior", "ppo"}
     assert set(results["homing"]["SeqJEPA-Homing-RotateNoisy-v0"]) == {
@@ -62,3 +65,12 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
     }
     for name in ("accuracy_vs_views.png", "homing_error.png", "recognition-saccade-v0-ppo.gif"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_explore_finds_the_latest_demo_or_report_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make demo"):
+        explore.find_demo_checkpoint(tmp_path)
+    for run in ("20261125-130502/seq-JEPA-seed-0", "20261204-143951/train-seqjepa"):
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "latest").write_text("checkpoint-0001000.pt")
+    assert explore.find_demo_checkpoint(tmp_path) == tmp_path / "20261204-143951/train-seqjepa"
