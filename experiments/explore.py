@@ -3,8 +3,9 @@
 For a rotation world model (default: the latest `make demo` run's seq-JEPA) and a glimpse world
 model (trained here on random saccades unless given):
 1. fit each recognition task's classifier on train-split episodes of the task;
-2. train PPO on active recognition (turns; glimpses) and on homing (with and without actuation
-   noise), one run per seed;
+2. train PPO on active recognition (relative turns; absolute views; glimpses: ``--recognition``
+   picks) and on homing (with and without actuation noise; ``--no-homing`` skips it), one run
+   per seed;
 3. evaluate random, heuristic (coverage, saliency with inhibition of return, dead reckoning) and
    PPO policies on held-out (test split) instances, the same episodes for every policy of a
    seed, so that differences between policies are paired;
@@ -84,6 +85,9 @@ class ExploreConfig:
     glimpse_checkpoint: str = ""
     """World model of the glimpse task; default: collect and train one here (the pipeline's
     recipe on random saccades, about 4 minutes)."""
+    glimpse_scene_size: int = 128
+    """Side of the scene the glimpse world model trained here looks into (its glimpses are
+    ``pipeline.image_size`` pixels)."""
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     """Data and recipe of the glimpse world model trained here."""
     homing_policies: tuple[str, ...] = ("random", "dead-reckoning")
@@ -203,7 +207,11 @@ def glimpse_model(cfg: ExploreConfig, out: Path) -> Path:
     glimpse recognition task: collected and trained here unless --glimpse-checkpoint is given
     (a finished training in ``out`` is reused)."""
     pipe = cfg.pipeline
-    env_kwargs = {"scene_size": 128, "glimpse_size": pipe.image_size, "split": None}
+    env_kwargs = {
+        "scene_size": cfg.glimpse_scene_size,
+        "glimpse_size": pipe.image_size,
+        "split": None,
+    }
     data = collect.run(
         collect.CollectConfig(
             env=GLIMPSE_BASE,
