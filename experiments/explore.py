@@ -61,7 +61,7 @@ HOMING = {
 
 @dataclass
 class ExploreConfig:
-    """What `seqjepa-gym explore` runs (defaults: about 40 minutes on 2 CPU cores)."""
+    """What `seqjepa-gym explore` runs (defaults: about 50 minutes on 2 CPU cores, estimated)."""
 
     checkpoint: str = ""
     """World model (file or run folder); default: the latest runs/*/seq-JEPA of `make demo`."""
@@ -244,6 +244,8 @@ def paired_gain(
 
 def run(cfg: ExploreConfig) -> Path:
     start = time.perf_counter()
+    for task in cfg.recognition:  # before anything is written
+        check_choice("recognition task", task, tuple(RECOGNITION))
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else find_demo_checkpoint(Path(cfg.out))
     out = (
         Path(cfg.resume_dir)
@@ -251,8 +253,6 @@ def run(cfg: ExploreConfig) -> Path:
         else Path(cfg.out) / time.strftime("explore-%Y%m%d-%H%M%S")
     )
     out.mkdir(parents=True, exist_ok=True)
-    for task in cfg.recognition:
-        check_choice("recognition task", task, tuple(RECOGNITION))
     recognition_tasks = {task: RECOGNITION[task][0] for task in cfg.recognition}
     worlds = {"rotate": load_world_model(checkpoint, cfg.agent.device)}
     if "glimpse" in recognition_tasks.values():

@@ -74,3 +74,10 @@ def test_explore_finds_the_latest_demo_or_report_model(tmp_path):
         (tmp_path / run).mkdir(parents=True)
         (tmp_path / run / "latest").write_text("checkpoint-0001000.pt")
     assert explore.find_demo_checkpoint(tmp_path) == tmp_path / "20261204-143951/train-seqjepa"
+
+
+def test_explore_refuses_an_unknown_recognition_task_before_writing(tmp_path):
+    cfg = explore.ExploreConfig(checkpoint=str(tmp_path), out=str(tmp_path), recognition=("x",))
+    with pytest.raises(ValueError, match="unknown recognition task 'x'"):
+        explore.run(cfg)
+    assert not list(tmp_path.iterdir())
