@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from scipy.spatial.transform import Rotation
 
 from assets import Catalog
 from envs.object_scene import (
@@ -31,19 +32,23 @@ from envs.rotations import (
 )
 from envs.scene import CAMERA_TO_WORLD, DEFAULT_MAX_LOADED_FACES
 
-ACTION_MODES = ("relative", "discrete", "absolute")
+ACTION_MODES = ("relative", "discrete", "absolute", "poses")
 ACTION_FRAMES = ("camera", "object")
 # Discrete actions: +-step about the action frame's x, y and z axes, in this order.
 _DISCRETE_AXES = np.array(
     [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float
 )
+#: "poses" actions: the 24 rotations of the cube (scipy's octahedral group, in its order) as
+#: target orientations, canonical sign. Evenly spread views that include the object's upright
+#: ones: a small discrete choice of where to look, which a categorical policy learns quickly.
+POSES = np.array([canonical(q) for q in Rotation.create_group("O").as_quat()])
 
 
 class Turner:
     """Turns actions into rotations of the object: validation, frames, noise.
 
     Args:
-        action_mode: "relative", "discrete" or "absolute" (see RotateEnv).
+        action_mode: "relative", "discrete", "absolute" or "poses" (see RotateEnv).
         action_frame: "camera" or "object".
         max_step_angle: radians; the largest turn per axis (relative) or the turn (discrete).
         action_noise: std in radians of a random rotation vector applied after each command.
@@ -69,6 +74,8 @@ class Turner:
             return spaces.Box(-1.0, 1.0, (3,), np.float32)
         if self.action_mode == "discrete":
             return spaces.Discrete(len(_DISCRETE_AXES))
+        if self.action_mode == "poses":
+            return spaces.Discrete(len(POSES))
         return spaces.Box(-1.0, 1.0, (4,), np.float32)
 
     def command(self, action: Any, current: np.ndarray) -> np.ndarray:
@@ -76,12 +83,15 @@ class Turner:
         if self.action_mode == "discrete":
             index = discrete_index(action, len(_DISCRETE_AXES), "discrete action")
             return canonical(rotvec_to_quat(_DISCRETE_AXES[index] * self.max_step_angle))
-        expected = (3,) if self.action_mode == "relative" else (4,)
-        a = float_vector(action, expected, "rotation action")
-        a = np.clip(a, -1.0, 1.0)  # out-of-range values are clipped, as the Box implies
-        if self.action_mode == "relative":
-            return canonical(rotvec_to_quat(a * self.max_step_angle))
-        target = unit_quat(a, "absolute action")
+        if self.action_mode == "poses":
+            target = POSES[discrete_index(action, len(POSES), "pose action")]
+        else:
+            expected = (3,) if self.action_mode == "relative" else (4,)
+            a = float_vector(action, expected, "rotation action")
+            a = np.clip(a, -1.0, 1.0)  # out-of-range values are clipped, as the Box implies
+            if self.action_mode == "relative":
+                return canonical(rotvec_to_quat(a * self.max_step_angle))
+            target = unit_quat(a, "absolute action")
         if self.action_frame == "camera":
             return canonical(conjugate_by(CAMERA_TO_WORLD.T, quat_mul(target, quat_inv(current))))
         return canonical(quat_mul(quat_inv(current), target))
@@ -106,8 +116,10 @@ class RotateEnv(ObjectSceneEnv):
     light_hue, latents, render_mode, render_size, renderer, max_loaded_faces, supersample):
         image_size: side of ``obs["view"]`` in pixels.
         action_mode: "relative" (Box(-1, 1, (3,)): a rotation vector in units of max_step_angle),
-            "discrete" (Discrete(6): +-max_step_angle about the x, y, z axes of the action frame) or
-            "absolute" (Box(-1, 1, (4,)): the target orientation, an xyzw quaternion, normalised).
+            "discrete" (Discrete(6): +-max_step_angle about the x, y, z axes of the action frame),
+            "absolute" (Box(-1, 1, (4,)): the target orientation, an xyzw quaternion, normalised)
+            or "poses" (Discrete(24): the target orientation is ``POSES[action]``, a rotation of
+            the cube).
         action_frame: "camera" (egocentric: x right, y up, z toward the viewer) or "object".
         max_step_angle: radians; the largest turn per axis (relative) or the turn (discrete).
         action_noise: std in radians of a random rotation vector applied after each command, so

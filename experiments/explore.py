@@ -48,6 +48,7 @@ GLIMPSE_BASE = "SeqJEPA-Saccade-v0"
 RECOGNITION = {
     "SeqJEPA-Recognition-Rotate-v0": ("rotate", ("random", "coverage")),
     "SeqJEPA-Recognition-RotateAbsolute-v0": ("rotate", ("random", "uniform-views")),
+    "SeqJEPA-Recognition-RotatePoses-v0": ("rotate", ("random",)),
     "SeqJEPA-Recognition-Saccade-v0": ("glimpse", ("random", "saliency-ior")),
 }
 NOISY = "SeqJEPA-Homing-RotateNoisy-v0"

@@ -56,6 +56,8 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
     absolute = results["recognition"]["SeqJEPA-Recognition-RotateAbsolute-v0"]
     assert set(absolute) == {"random", "uniform-views", "ppo"}
     assert "ppo - uniform-views" in (run_dir / "report.md").read_text()
+    poses = results["recognition"]["SeqJEPA-Recognition-RotatePoses-v0"]
+    assert set(poses) == {"random", "ppo"}
     glimpses = results["recognition"]["SeqJEPA-Recognition-Saccade-v0"]
     assert set(glimpses) == {"random", "saliency-ior", "ppo"}
     assert set(results["homing"]["SeqJEPA-Homing-RotateNoisy-v0"]) == {

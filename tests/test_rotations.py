@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from envs.rotate import RotateEnv
+from envs.rotate import POSES, RotateEnv
 from envs.rotations import (
     canonical,
     conjugate_by,
@@ -107,6 +107,26 @@ def test_absolute_mode_reaches_the_target():
         for target in QUATS[:10]:
             _, _, _, _, info = env.step(target.astype(np.float32))
             assert geodesic_deg(info["orientation"], target) < 1e-3
+        env.close()
+
+
+def test_pose_actions_reach_the_24_cube_rotations():
+    distances = [geodesic_deg(a, b) for i, a in enumerate(POSES) for b in POSES[i + 1 :]]
+    assert len(POSES) == 24 and min(distances) == pytest.approx(90, abs=1e-6)  # a group
+    assert (POSES[:, 3] >= 0).all()
+    for frame in ("camera", "object"):
+        env = RotateEnv(action_mode="poses", action_frame=frame, image_size=16)
+        env.reset(seed=0)
+        assert env.action_space.n == 24
+        views = []
+        for k in (3, 17, 3):
+            obs, _, _, _, info = env.step(np.int64(k))
+            assert geodesic_deg(info["orientation"], POSES[k]) < 1e-3
+            views.append(obs["view"])
+        assert np.array_equal(views[0], views[2]) and not np.array_equal(views[0], views[1])
+        for bad in (24, -1, 1.5):
+            with pytest.raises(ValueError, match="pose action"):
+                env.step(bad)
         env.close()
 
 
