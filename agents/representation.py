@@ -167,12 +167,11 @@ class TransitionReader:
             return np.asarray(source, np.float32).reshape(len(slots), -1)
         orientations = np.asarray(infos["orientation"], np.float64)
         latents = np.asarray(infos["latents"], np.float64)
-        colour = self.mode == "subset-colour"
         rows = [
             subset_actions(
                 np.stack([self.orientations[s], orientations[k]]),
                 np.stack([self.latents[s], latents[k]]),
-                colour,
+                self.mode,
             )[1]
             for k, s in enumerate(slots)
         ]

@@ -8,7 +8,11 @@ Two ways to cut sequences:
 - ``"subset"``: M+1 distinct observations of one episode (or 3DIEBench object) in random order
   (3DIEBench style), with relative rotations R_{t-1}^-1 R_t computed from the orientations;
 - ``"subset-colour"``: the same, with the paper's rotation + colour actions (the relative
-  rotation, then the changes of floor hue and light hue: 6-d).
+  rotation, then the changes of floor hue and light hue: 6-d);
+- ``"subset-pose"``: the same views, but each "action" is the orientation of the view it leads
+  to (absolute, 4-d). Not the paper's design: a diagnostic of the equivariance study. The
+  predictor is told the target's pose outright, so it needs no pose of the context views to
+  compose a relative rotation with (docs/equivariance.md).
 
 Either way ``actions[t]`` is what leads to ``views[t]`` (CONVENTIONS.md; ``actions[0]`` is the
 identity). Items are addressed by (step, index): the randomness of step k's batch comes from
@@ -27,20 +31,24 @@ from torch.utils.data import Dataset, Sampler
 from seqjepa.iebench import IEBenchDataset
 from seqjepa.rollouts import SPLITS, RolloutDataset
 
-MODES = ("window", "subset", "subset-colour")
+MODES = ("window", "subset", "subset-colour", "subset-pose")
 #: Columns of the CONVENTIONS.md ``latents`` whose changes the rotation + colour actions carry.
 COLOUR_LATENTS = (3, 6)  # floor_hue, light_hue
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
 
 
 def subset_actions(
-    orientations: np.ndarray, latents: np.ndarray | None = None, colour: bool = False
+    orientations: np.ndarray, latents: np.ndarray | None = None, mode: str = "subset"
 ) -> np.ndarray:
-    """Actions of views taken in the given order: relative rotations (4-d), plus with ``colour``
-    the paper's rotation + colour setting's change of floor hue and of light hue (6-d). Hues
-    are circular: their change is wrapped into [-0.5, 0.5)."""
+    """Actions of views taken in the given order, as ``mode`` (a subset mode) defines them:
+    relative rotations (4-d); for subset-colour plus the paper's rotation + colour setting's
+    change of floor hue and of light hue (6-d; hues are circular: their change is wrapped into
+    [-0.5, 0.5)); for subset-pose each view's own orientation (canonical sign)."""
+    if mode == "subset-pose":
+        q = np.asarray(orientations, np.float64)
+        return (q * np.where(q[:, 3:] < 0, -1.0, 1.0)).astype(np.float32)
     actions = relative_rotations(orientations)
-    if not colour:
+    if mode != "subset-colour":
         return actions
     hues = np.asarray(latents, np.float64)[:, COLOUR_LATENTS]
     if not np.isfinite(hues).all():
@@ -142,11 +150,12 @@ class SequenceDataset(Dataset):
             "window": [action_key],
             "subset": ["orientations"],
             "subset-colour": ["orientations", "latents"],
+            "subset-pose": ["orientations"],
         }[mode]
         for key in needed:
             if key not in first:
                 raise ValueError(f"the dataset has no {key!r} (needed for mode={mode!r})")
-        dims = {"subset": 4, "subset-colour": 6}
+        dims = {"subset": 4, "subset-colour": 6, "subset-pose": 4}
         self.action_dim = dims.get(mode) or int(first[action_key].shape[1])
 
     def _episode_lengths(self) -> np.ndarray:
@@ -182,7 +191,7 @@ class SequenceDataset(Dataset):
             actions = subset_actions(
                 np.asarray(data["orientations"][chosen], np.float64),
                 np.asarray(data["latents"][chosen]) if colour else None,
-                colour,
+                self.mode,
             )
         return _tensors(views, actions, data["label"])
 

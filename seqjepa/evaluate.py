@@ -179,7 +179,7 @@ def load_episodes(data: RolloutDataset, length: int, train_cfg: TrainConfig) -> 
             poses = np.asarray(arrays[pose_key][window], np.float64)
             if train_cfg.mode.startswith("subset"):
                 latents = arrays["latents"][window] if "latents" in arrays else None
-                transitions = subset_actions(poses, latents, train_cfg.mode == "subset-colour")
+                transitions = subset_actions(poses, latents, train_cfg.mode)
             else:
                 transitions = np.asarray(arrays[train_cfg.action_key][window], np.float32)
             parts["views"].append(np.asarray(arrays["views"][window]))

@@ -75,7 +75,8 @@ class TrainConfig:
     """Views per training sequence, M_tr + 1 (the paper: M_tr = 3)."""
     mode: str = "subset"
     """How sequences are cut: window (consecutive), subset (random views, 3DIEBench style) or
-    subset-colour (subset with the paper's rotation + colour actions: 6-d)."""
+    subset-colour (subset with the paper's rotation + colour actions: 6-d) or subset-pose (subset
+    with each view's absolute orientation as its action: a diagnostic, not the paper's design)."""
     action_key: str = "actions"
     """Window mode: condition on the executed command ('actions') or on 'rel_quats'."""
     batch_size: int = 64

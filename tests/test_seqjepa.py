@@ -120,6 +120,13 @@ def test_sequences_are_aligned_with_the_recording(rotate_data):
     for t in range(1, 4):
         composed = (orientations[t - 1] * Rotation.from_quat(a[t].numpy())).as_quat()
         assert abs(abs(np.dot(composed, orientations[t].as_quat())) - 1) < 1e-5
+    # subset-pose: the same views (same seed), each action the orientation of its own view
+    poses = SequenceDataset(data, 4, mode="subset-pose", seed=3)
+    pv, pa, _ = poses[(5, 2)]
+    assert torch.equal(pv, v) and poses.action_dim == 4
+    expected = orientations.as_quat()
+    expected[expected[:, 3] < 0] *= -1
+    assert np.allclose(pa.numpy(), expected, atol=1e-6)
     assert np.allclose(relative_rotations(np.tile([0, 0, 0, 1.0], (3, 1))), [0, 0, 0, 1])
     random = Rotation.random(50, random_state=0)
     expected = (random[:-1].inv() * random[1:]).as_quat()
