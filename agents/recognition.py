@@ -2,7 +2,9 @@
 
 Episode: reset shows the first view; the agent then takes ``budget - 1`` actions, each adding
 a view; the episode terminates when the budget is spent. Observation: the world model's z_AGG
-and latest z, the fraction of the budget left, and the classifier's class probabilities.
+and latest z, the fraction of the budget left, and the classifier's class probabilities; with a
+Discrete action space also ``taken``, which actions the episode has used (a memory of the poses
+or fixations already seen: without it a deterministic policy tends to repeat its best one).
 Reward ("dense"): the gain in log-probability of the true class per step,
 log p_t(y) - log p_{t-1}(y), so an episode's return is log p_T(y) - log p_1(y); ("sparse"): 1
 at the end when the classifier's top class is right. ``info["correct"]`` says at every step
@@ -29,7 +31,7 @@ from tqdm import tqdm
 from agents.policies import RandomPolicy, episode_rng
 from agents.representation import RepresentationWrapper, WorldModel, load_world_model
 from agents.tasks import make_base_env, world_and_base
-from envs.object_scene import check_choice
+from envs.object_scene import check_choice, discrete_index
 from seqjepa.probes import LinearHead, Samples, fit_linear_head
 from seqjepa.rollouts import write_text_atomic
 
@@ -156,13 +158,14 @@ class ActiveRecognition(gym.Wrapper):
         self.classifier = classifier
         self.budget = int(budget)
         self.reward_kind = reward
-        self.observation_space = gym.spaces.Dict(
-            dict(self.env.observation_space.spaces)
-            | {
-                "steps_left": gym.spaces.Box(0.0, 1.0, (1,), np.float32),
-                "class_probs": gym.spaces.Box(0.0, 1.0, (len(classifier.categories),), np.float32),
-            }
-        )
+        spaces = {
+            "steps_left": gym.spaces.Box(0.0, 1.0, (1,), np.float32),
+            "class_probs": gym.spaces.Box(0.0, 1.0, (len(classifier.categories),), np.float32),
+        }
+        self._choices = getattr(self.action_space, "n", None)  # Discrete actions only
+        if self._choices is not None:
+            spaces["taken"] = gym.spaces.Box(0.0, 1.0, (int(self._choices),), np.float32)
+        self.observation_space = gym.spaces.Dict(dict(self.env.observation_space.spaces) | spaces)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -171,6 +174,7 @@ class ActiveRecognition(gym.Wrapper):
             raise ValueError(f"category {name!r} is not one the classifier knows")
         self._label = self.classifier.categories.index(name)
         self._views = 1
+        self._taken = np.zeros(self._choices or 0, np.float32)
         self._log_probs = self.classifier.log_probs(obs["z_agg"], self._views)
         return self._observation(obs), self._info(info)
 
@@ -178,6 +182,8 @@ class ActiveRecognition(gym.Wrapper):
         if self._views >= self.budget:
             raise RuntimeError("the view budget is spent: reset() first")
         obs, _, _, truncated, info = self.env.step(action)
+        if self._choices is not None:  # the base env has accepted it: a valid index
+            self._taken[discrete_index(action, int(self._choices), "action")] = 1.0
         self._views += 1
         previous = self._log_probs[self._label]
         self._log_probs = self.classifier.log_probs(obs["z_agg"], self._views)
@@ -193,10 +199,13 @@ class ActiveRecognition(gym.Wrapper):
 
     def _observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         left = (self.budget - self._views) / max(self.budget - 1, 1)
-        return obs | {
+        extra = {
             "steps_left": np.array([left], np.float32),
             "class_probs": np.exp(self._log_probs).astype(np.float32),
         }
+        if self._choices is not None:
+            extra["taken"] = self._taken.copy()
+        return obs | extra
 
     def _info(self, info: dict[str, Any]) -> dict[str, Any]:
         return info | {"views": self._views, "correct": self._correct(), "label": self._label}

@@ -127,6 +127,20 @@ def test_recognition_rewards_telescope_and_sparse_pays_only_when_right(checkpoin
     assert done and reward == float(info["correct"])
 
 
+def test_recognition_over_discrete_actions_remembers_what_it_took(checkpoints):
+    env = gym.make("SeqJEPA-Recognition-RotatePoses-v0", checkpoint=checkpoints["Rotate"])
+    obs, _ = env.reset(seed=0)
+    assert obs["taken"].shape == (24,) and not obs["taken"].any()
+    for action in (5, np.int64(17), 5):
+        obs, *_ = env.step(action)
+    assert np.flatnonzero(obs["taken"]).tolist() == [5, 17]
+    with pytest.raises(ValueError, match="pose action"):
+        env.step(24)
+    assert np.flatnonzero(env.reset(seed=1)[0]["taken"]).tolist() == []
+    boxed = gym.make("SeqJEPA-Recognition-Rotate-v0", checkpoint=checkpoints["Rotate"])
+    assert "taken" not in boxed.reset(seed=0)[0]
+
+
 def test_coverage_spreads_its_views(checkpoints):
     """Coverage's viewing directions are further apart than a random policy's."""
     env = ActiveRecognition(checkpoints["Rotate"], budget=5)
