@@ -38,7 +38,7 @@ TASK_IDS: dict[str, tuple[str, dict[str, Any]]] = {
         {"base": "SeqJEPA-Rotate-v0", "budget": 5, "base_kwargs": {"action_mode": "absolute"}},
     ),
     # The same with a choice of 24 poses (the rotations of the cube): a categorical policy
-    # learns which poses name the category best from far fewer episodes than a Gaussian one.
+    # picks among them directly instead of searching quaternion space (docs/agents.md).
     "SeqJEPA-Recognition-RotatePoses-v0": (
         "agents.recognition:ActiveRecognition",
         {"base": "SeqJEPA-Rotate-v0", "budget": 5, "base_kwargs": {"action_mode": "poses"}},

@@ -40,7 +40,7 @@ _DISCRETE_AXES = np.array(
 )
 #: "poses" actions: the 24 rotations of the cube (scipy's octahedral group, in its order) as
 #: target orientations, canonical sign. Evenly spread views that include the object's upright
-#: ones: a small discrete choice of where to look, which a categorical policy learns quickly.
+#: ones: a small discrete choice of where to look, for categorical policies.
 POSES = np.array([canonical(q) for q in Rotation.create_group("O").as_quat()])
 
 
