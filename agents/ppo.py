@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import FilterObservation
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
@@ -54,6 +55,9 @@ class AgentConfig:
     """Discount (episodes are a handful of steps)."""
     ent_coef: float = 0.01
     """Entropy bonus: keeps the policy exploring early on."""
+    observation_keys: tuple[str, ...] = ()
+    """The task's observation keys the policy sees (empty: all of them). E.g. ("steps_left",
+    "taken") for a pose choice that ignores the world model's ~850 feature dimensions."""
     normalise: bool = True
     """Normalise observations by running mean and std (SB3's VecNormalize; saved beside the
     policy as normalisation.npz and applied by PPOPolicy) and rewards by the return's scale.
@@ -85,10 +89,21 @@ class ProgressBar(BaseCallback):
 
 
 def make_task_vec(
-    task: str, world: WorldModel, kwargs: dict[str, Any], envs: int, seed: int
+    task: str,
+    world: WorldModel,
+    kwargs: dict[str, Any],
+    envs: int,
+    seed: int,
+    keys: tuple[str, ...] = (),
 ) -> DummyVecEnv:
-    """``envs`` copies of the task in one DummyVecEnv, seeded ``seed``, ``seed + 1``, ..."""
-    venv = DummyVecEnv([lambda: gym.make(task, checkpoint=world, **kwargs)] * envs)
+    """``envs`` copies of the task in one DummyVecEnv, seeded ``seed``, ``seed + 1``, ...,
+    observing only ``keys`` when given."""
+
+    def make() -> gym.Env:
+        env = gym.make(task, checkpoint=world, **kwargs)
+        return FilterObservation(env, list(keys)) if keys else env
+
+    venv = DummyVecEnv([make] * envs)
     venv.seed(seed)
     return venv
 
@@ -101,7 +116,7 @@ def train_agent(cfg: AgentConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     world = load_world_model(cfg.checkpoint, cfg.device)
     kwargs = json.loads(cfg.task_kwargs) | {"split": "train"}
-    venv = make_task_vec(cfg.task, world, kwargs, cfg.envs, cfg.seed)
+    venv = make_task_vec(cfg.task, world, kwargs, cfg.envs, cfg.seed, cfg.observation_keys)
     if cfg.normalise:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=cfg.gamma)
     model = PPO(
@@ -178,5 +193,6 @@ class PPOPolicy(Policy):
         return out
 
     def act(self, obs, info):
-        action, _ = self.model.predict(self.normalise(obs), deterministic=True)
+        seen = {key: obs[key] for key in self.model.observation_space.spaces}  # as trained
+        action, _ = self.model.predict(self.normalise(seen), deterministic=True)
         return np.asarray(action)

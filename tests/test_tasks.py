@@ -188,8 +188,15 @@ def test_classifier_round_trips_through_its_file(checkpoints, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["SeqJEPA-Recognition-Rotate-v0", "SeqJEPA-Homing-Rotate-v0"])
-def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, tmp_path):
+@pytest.mark.parametrize(
+    ("task", "keys"),
+    [
+        ("SeqJEPA-Recognition-Rotate-v0", ()),
+        ("SeqJEPA-Homing-Rotate-v0", ()),
+        ("SeqJEPA-Recognition-RotatePoses-v0", ("steps_left", "taken")),
+    ],
+)
+def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, keys, checkpoints, tmp_path):
     from agents.evaluation import run_episodes
     from agents.ppo import AgentConfig, PPOPolicy, train_agent
 
@@ -202,11 +209,16 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, checkpoints, t
         n_steps=64,
         batch_size=32,
         epochs=1,
+        observation_keys=keys,
     )
     path = train_agent(cfg)
     assert path.is_file() and (tmp_path / "ppo" / "progress.csv").is_file()
     assert (tmp_path / "ppo" / "normalisation.npz").is_file()
-    records = run_episodes(task, checkpoints["Rotate"], PPOPolicy(path), 2, seed=0)
+    policy = PPOPolicy(path)
+    assert set(policy.model.observation_space.spaces) >= set(keys)
+    if keys:
+        assert set(policy.model.observation_space.spaces) == set(keys)
+    records = run_episodes(task, checkpoints["Rotate"], policy, 2, seed=0)
     assert len(records) == 2
     assert "correct" in records[0] or "success" in records[0]
 
