@@ -62,7 +62,7 @@ HOMING = {
 
 @dataclass
 class ExploreConfig:
-    """What `seqjepa-gym explore` runs (defaults: about 50 minutes on 2 CPU cores, estimated)."""
+    """What `seqjepa-gym explore` runs (defaults: about 60 minutes on 2 CPU cores, estimated)."""
 
     checkpoint: str = ""
     """World model (file or run folder); default: the latest runs/*/seq-JEPA of `make demo`."""
