@@ -193,6 +193,13 @@ class PPOPolicy(Policy):
         return out
 
     def act(self, obs, info):
-        seen = {key: obs[key] for key in self.model.observation_space.spaces}  # as trained
+        keys = list(self.model.observation_space.spaces)  # what it was trained to see
+        missing = [key for key in keys if key not in obs]
+        if missing:
+            raise ValueError(
+                f"this PPO policy reads {missing}, which this task's observation lacks "
+                f"(it has {sorted(obs)}): run it on the task it was trained on"
+            )
+        seen = {key: obs[key] for key in keys}
         action, _ = self.model.predict(self.normalise(seen), deterministic=True)
         return np.asarray(action)

@@ -15,7 +15,8 @@ Two ways to cut sequences:
   compose a relative rotation with (docs/equivariance.md).
 
 Either way ``actions[t]`` is what leads to ``views[t]`` (CONVENTIONS.md; ``actions[0]`` is the
-identity). Items are addressed by (step, index): the randomness of step k's batch comes from
+identity, except in subset-pose, where it is view 0's orientation; the model never reads it).
+Items are addressed by (step, index): the randomness of step k's batch comes from
 (seed, k), so a resumed run sees exactly the batches it would have seen.
 """
 
@@ -44,7 +45,7 @@ def subset_actions(
     relative rotations (4-d); for subset-colour plus the paper's rotation + colour setting's
     change of floor hue and of light hue (6-d; hues are circular: their change is wrapped into
     [-0.5, 0.5)); for subset-pose each view's own orientation (canonical sign)."""
-    if mode == "subset-pose":
+    if mode == "subset-pose":  # numpy, not envs.rotations: training never imports envs
         q = np.asarray(orientations, np.float64)
         return (q * np.where(q[:, 3:] < 0, -1.0, 1.0)).astype(np.float32)
     actions = relative_rotations(orientations)

@@ -219,6 +219,8 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, keys, checkpoi
     if keys:
         assert set(policy.model.observation_space.spaces) == set(keys)
     records = run_episodes(task, checkpoints["Rotate"], policy, 2, seed=0)
+    with pytest.raises(ValueError, match="which this task's observation lacks"):
+        policy.act({"view": np.zeros((24, 24, 3), np.uint8)}, {})
     assert len(records) == 2
     assert "correct" in records[0] or "success" in records[0]
 
