@@ -238,8 +238,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    pointer = out / "latest"
-    return out / pointer.read_text().strip() if pointer.exists() else None
+    """The newest checkpoint in ``out`` (None if there is none).
+
+    Files only appear complete (save_checkpoint renames them into place), so the newest
+    ``checkpoint-<step>.pt`` counts even when a kill came between its rename and the update
+    of the ``latest`` pointer, which is kept for people and scripts that read it.
+    """
+    found = sorted(out.glob("checkpoint-*.pt"))  # zero-padded steps: name order is step order
+    return found[-1] if found else None
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -565,9 +571,7 @@ def _checkpoint(
             "data": spec,
         },
     )
-    previous = latest_checkpoint(out)
-    write_text_atomic(out / "latest", path.name)  # only now does the new one count
-    if previous is not None and previous != path:
-        for old in sorted(out.glob("checkpoint-*.pt"))[:-2]:  # keep the last two
-            old.unlink()
+    write_text_atomic(out / "latest", path.name)
+    for old in sorted(out.glob("checkpoint-*.pt"))[:-2]:  # keep the last two
+        old.unlink()
     return path

@@ -17,7 +17,15 @@ from experiments.collect import run as collect
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
 from seqjepa.model import ModelConfig, SeqJEPA, count_parameters, ema_momentum
 from seqjepa.rollouts import RolloutDataset
-from seqjepa.train import PRESETS, load_checkpoint, lr_at, make_optimizer, preset_config, train
+from seqjepa.train import (
+    PRESETS,
+    latest_checkpoint,
+    load_checkpoint,
+    lr_at,
+    make_optimizer,
+    preset_config,
+    train,
+)
 
 TINY = ModelConfig(
     widths=(8, 16, 16, 32),
@@ -186,6 +194,24 @@ def test_bad_checkpoints_are_named_and_the_previous_one_survives(rotate_data, tm
     torch.save({"format": "other"}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a seqjepa-gym checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_a_checkpoint_renamed_into_place_counts_before_its_pointer(rotate_data, tmp_path):
+    """A kill between a checkpoint's rename and the `latest` update loses no work."""
+    common = {"data": str(rotate_data), "steps": 6, "batch_size": 8, "checkpoint_every": 2}
+    straight = train(preset_config("tiny", out=str(tmp_path / "a"), **common))
+    out = tmp_path / "b"
+    train(preset_config("tiny", out=str(out), stop_after=4, **common))
+    (out / "latest").write_text("checkpoint-0000002.pt")  # as if killed before the pointer moved
+    (out / ".checkpoint-0000006.pt.tmp-1").write_bytes(b"half a file")  # killed mid-write
+    assert latest_checkpoint(out) == out / "checkpoint-0000004.pt"
+    inode = (out / "checkpoint-0000004.pt").stat().st_ino
+    resumed = train(preset_config("tiny", out=str(out), resume=True, **common))
+    assert (out / "checkpoint-0000004.pt").stat().st_ino == inode  # step 4 was not redone
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (out / "latest").unlink()
+    assert latest_checkpoint(out) == out / "checkpoint-0000006.pt"
 
 
 def test_training_imports_no_renderer(rotate_data):
