@@ -173,9 +173,12 @@ class MLPProbeConfig:
 
 
 def fit_mlp_regressor(
-    fit: Samples, held: Samples, test: Samples, config: MLPProbeConfig
+    fit: Samples, held: Samples, test: Samples, config: MLPProbeConfig, bf16: bool = False
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Regress standardised targets; keep the step with the best held-out R^2.
+
+    ``bf16`` autocasts the MLP's matrix products (loss, optimiser and R^2 stay fp32): 1.7x
+    faster on a CPU core with AVX512-BF16, far slower where bf16 is emulated (``use_bf16``).
 
     Returns ({"r2", "heldout_r2", "fit_r2", "best_step"}, test predictions in target units).
     """
@@ -193,6 +196,10 @@ def fit_mlp_regressor(
     optimizer = torch.optim.AdamW(mlp.parameters(), config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
 
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return mlp((x - x_mean) / x_std).float()
+
     def predict(
         samples: Samples, index: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,17 +207,16 @@ def fit_mlp_regressor(
             index = torch.arange(len(samples))
         mlp.eval()
         with torch.no_grad():
-            out = torch.cat(
-                [mlp((samples.features(i) - x_mean) / x_std) for i in index.split(4096)]
-            )
+            out = torch.cat([forward(samples.features(i)) for i in index.split(4096)])
         mlp.train()
         return out * y_std + y_mean, samples.targets[index]
 
     best = (-float("inf"), 0, copy.deepcopy(mlp.state_dict()))
     for step in range(1, config.steps + 1):
         index = torch.randint(len(fit), (config.batch_size,), generator=generator)
-        x = (fit.features(index) - x_mean) / x_std
-        loss = F.mse_loss(mlp(x), (fit.targets[index].float() - y_mean) / y_std)
+        loss = F.mse_loss(
+            forward(fit.features(index)), (fit.targets[index].float() - y_mean) / y_std
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
