@@ -106,12 +106,18 @@ def find_demo_checkpoint(runs: Path) -> Path:
     """The seq-JEPA run folder of the latest `make demo` (or `make report`) run."""
     # `make demo` writes <run>/train-seqjepa, `make report` <run>/seq-JEPA-seed-<k>; run
     # folders are timestamps, so the last in name order is the latest
-    found = sorted([*runs.glob("*/train-seqjepa/latest"), *runs.glob("*/seq-JEPA*/latest")])
+    found = sorted(
+        {
+            path.parent
+            for pattern in ("*/train-seqjepa", "*/seq-JEPA*")
+            for path in runs.glob(f"{pattern}/checkpoint-*.pt")
+        }
+    )
     if not found:
         raise FileNotFoundError(
             f"no trained world model under {runs}/: run `make demo` first, or pass --checkpoint"
         )
-    return found[-1].parent
+    return found[-1]
 
 
 def summarise(records: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:

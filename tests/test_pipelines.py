@@ -74,7 +74,7 @@ def test_explore_finds_the_latest_demo_or_report_model(tmp_path):
         explore.find_demo_checkpoint(tmp_path)
     for run in ("20261125-130502/seq-JEPA-seed-0", "20261204-143951/train-seqjepa"):
         (tmp_path / run).mkdir(parents=True)
-        (tmp_path / run / "latest").write_text("checkpoint-0001000.pt")
+        (tmp_path / run / "checkpoint-0001000.pt").write_bytes(b"")
     assert explore.find_demo_checkpoint(tmp_path) == tmp_path / "20261204-143951/train-seqjepa"
 
 
