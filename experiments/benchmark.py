@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments.pipeline import (
+    Job,
     PipelineConfig,
     Stages,
     collect_views,
@@ -114,25 +115,21 @@ def run(cfg: ReportConfig) -> Path:
     plan += [(f"M_tr={m}", "seqjepa", cfg.seeds[0], {"views": m + 1}) for m in extra_m_tr]
     stages = Stages(1 + 2 * len(plan) + 1, "report")
     data = stages.run("collect", collect_views, pipe, run_dir / "dataset")
-    metrics: dict[str, dict[str, Any]] = {}
-    for name, method, seed, overrides in plan:
-        folder = run_dir / name.replace(" ", "-").replace("=", "")
-        checkpoint = stages.run(
-            f"train {name}", train_method, pipe, data, folder, method, seed, **overrides
-        )
-        metrics[name] = stages.run(
-            f"eval {name}", evaluate_checkpoint, pipe, checkpoint, data, folder / "eval"
-        )
+    folders = {name: run_dir / name.replace(" ", "-").replace("=", "") for name, *_ in plan}
+    trainings = {
+        name: Job(train_method, (pipe, data, folders[name], method, seed), overrides)
+        for name, method, seed, overrides in plan
+    }
+    checkpoints = stages.run_side_by_side("train", trainings, pipe.side_by_side)
     first = f"seq-JEPA seed {cfg.seeds[0]}"
-    metrics["random encoder"] = stages.run(
-        "eval random encoder",
-        evaluate_checkpoint,
-        pipe,
-        run_dir / first.replace(" ", "-"),
-        data,
-        run_dir / "random-encoder",
-        True,
+    evaluations = {
+        name: Job(evaluate_checkpoint, (pipe, checkpoint, data, folders[name] / "eval"))
+        for name, checkpoint in checkpoints.items()
+    }
+    evaluations["random encoder"] = Job(
+        evaluate_checkpoint, (pipe, folders[first], data, run_dir / "random-encoder", True)
     )
+    metrics = stages.run_side_by_side("eval", evaluations, pipe.side_by_side)
     stages.close()
     main = {
         "seq-JEPA (M_tr=3)": metrics[first],

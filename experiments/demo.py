@@ -27,6 +27,7 @@ from assets import ProceduralCatalog
 from envs.rotate import RotateEnv
 from experiments.io import atomic_path
 from experiments.pipeline import (
+    Job,
     PipelineConfig,
     Stages,
     collect_views,
@@ -140,25 +141,28 @@ def run(cfg: DemoConfig) -> Path:
     pipe = cfg.pipeline
     stages = Stages(7, "demo")
     data = stages.run("collect", collect_views, pipe, run_dir / "dataset")
-    trained = {
-        name: stages.run(
-            f"train {method}",
-            train_method,
-            pipe,
-            data,
-            run_dir / f"train-{method}",
-            method,
-            pipe.seed,
+    trained = stages.run_side_by_side(
+        "train",
+        {
+            name: Job(train_method, (pipe, data, run_dir / f"train-{method}", method, pipe.seed))
+            for name, method in (("seq-JEPA", "seqjepa"), ("no-action twin", "no-action"))
+        },
+        pipe.side_by_side,
+    )
+    evaluations = {
+        name: Job(
+            evaluate_checkpoint,
+            (
+                pipe,
+                checkpoint,
+                data,
+                run_dir / "eval" / name.replace(" ", "-"),
+                name == "random encoder",
+            ),
         )
-        for name, method in (("seq-JEPA", "seqjepa"), ("no-action twin", "no-action"))
+        for name, checkpoint in [*trained.items(), ("random encoder", trained["seq-JEPA"])]
     }
-    runs = {}
-    for name, checkpoint in [*trained.items(), ("random encoder", trained["seq-JEPA"])]:
-        out = run_dir / "eval" / name.replace(" ", "-")
-        random = name == "random encoder"
-        runs[name] = stages.run(
-            f"eval {name}", evaluate_checkpoint, pipe, checkpoint, data, out, random
-        )
+    runs = stages.run_side_by_side("eval", evaluations, pipe.side_by_side)
     frames = stages.run("episode GIF", episode_gif, cfg, run_dir / "episode.gif")
     stages.close()
     contact_sheet(cfg, run_dir / "categories.png")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from agents.ppo import AgentConfig
 from experiments import benchmark, explore, explore_data
-from experiments.pipeline import PipelineConfig
+from experiments.pipeline import Job, PipelineConfig, run_side_by_side
 
 TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers=1, steps=2,
                      batch_size=8, probe_steps=4)  # fmt: skip
@@ -83,3 +84,10 @@ def test_explore_refuses_an_unknown_recognition_task_before_writing(tmp_path):
     with pytest.raises(ValueError, match="unknown recognition task 'x'"):
         explore.run(cfg)
     assert not list(tmp_path.iterdir())
+
+
+def test_side_by_side_jobs_match_one_after_another_and_failures_surface():
+    jobs = {"a": Job(math.pow, (2, 3)), "b": Job(math.sqrt, (16,)), "c": Job(abs, (-5,))}
+    assert run_side_by_side(jobs, 2) == run_side_by_side(jobs, 1) == {"a": 8, "b": 4, "c": 5}
+    with pytest.raises(ValueError, match="math domain error"):
+        run_side_by_side({"ok": Job(abs, (1,)), "bad": Job(math.sqrt, (-1,))}, 2)
