@@ -81,6 +81,9 @@ class ExploreConfig:
     recognition: tuple[str, ...] = tuple(RECOGNITION)
     """Recognition task ids to benchmark (a glimpse world model is needed only for glimpse
     tasks)."""
+    budget: int = 0
+    """Views (or glimpses) per recognition episode; 0: each task's registered budget (5). The
+    classifier is fitted for the registered budget, and a longer episode reuses its last head."""
     homing: bool = True
     """Also benchmark homing (with and without actuation noise)."""
     glimpse_checkpoint: str = ""
@@ -253,6 +256,8 @@ def run(cfg: ExploreConfig) -> Path:
     start = time.perf_counter()
     for task in cfg.recognition:  # before anything is written
         check_choice("recognition task", task, tuple(RECOGNITION))
+    if cfg.budget < 0:
+        raise ValueError(f"budget must be >= 1 view, or 0 for the task's own; got {cfg.budget}")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else find_demo_checkpoint(Path(cfg.out))
     out = (
         Path(cfg.resume_dir)
@@ -275,6 +280,8 @@ def run(cfg: ExploreConfig) -> Path:
             else fit_classifier(worlds[world].path, task, cfg.classifier_episodes, out=path)
         )
         task_kwargs[task] = {"classifier": classifiers[task]["classifier"]}
+        if cfg.budget:
+            task_kwargs[task]["budget"] = cfg.budget
     # label -> (task id, world model, task kwargs)
     runs = {task: (task, world, task_kwargs[task]) for task, world in recognition_tasks.items()}
     homing_runs = HOMING if cfg.homing else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -46,6 +47,7 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
         episodes=3,
         ppo_steps=64,
         classifier_episodes=12,
+        budget=4,
         agent=agent,
         pipeline=TOY,
     )
@@ -53,7 +55,7 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     turns = results["recognition"]["SeqJEPA-Recognition-Rotate-v0"]
     assert set(turns) == {"random", "coverage", "ppo"}
-    assert len(turns["ppo"]["accuracy"]) == 5
+    assert len(turns["ppo"]["accuracy"]) == 4  # the budget, not the registered 5
     absolute = results["recognition"]["SeqJEPA-Recognition-RotateAbsolute-v0"]
     assert set(absolute) == {"random", "uniform-views", "ppo"}
     assert "ppo - uniform-views" in (run_dir / "report.md").read_text()
@@ -83,6 +85,8 @@ def test_explore_refuses_an_unknown_recognition_task_before_writing(tmp_path):
     cfg = explore.ExploreConfig(checkpoint=str(tmp_path), out=str(tmp_path), recognition=("x",))
     with pytest.raises(ValueError, match="unknown recognition task 'x'"):
         explore.run(cfg)
+    with pytest.raises(ValueError, match="budget must be >= 1 view"):
+        explore.run(dataclasses.replace(cfg, recognition=(), budget=-1))
     assert not list(tmp_path.iterdir())
 
 
