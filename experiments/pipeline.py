@@ -57,9 +57,11 @@ class PipelineConfig:
     side_by_side: int = 3
     """Models trained or evaluated at once, each in its own process with an equal share of
     the CPU threads (at least one); 1 runs them one after another in this process. On 2 cores
-    two 1-thread `tiny` trainings make 4.9 steps/s together where one 2-thread training makes
-    3.7: the model is too small to keep two threads busy. The thread count changes the order
-    of floating-point sums, so figures can differ in the last bits from a 1-process run."""
+    the demo's two 1-thread `tiny` trainings took 449 s side by side, against 550 s one after
+    the other with 2 threads (the models are too small to keep two threads busy); its three
+    evaluations took 303 s side by side, 519 s one after the other before their MLP probes
+    ran in bf16. The thread count changes the order of floating-point
+    sums, so figures can differ in the last bits from a 1-process run."""
 
     def describe(self) -> str:
         """One line for reports: the data and recipe every model of the run shared."""
