@@ -25,6 +25,7 @@ from typing import Any
 
 from agents.ppo import AgentConfig, train_agent
 from experiments.pipeline import (
+    Job,
     PipelineConfig,
     Stages,
     collect_views,
@@ -81,12 +82,17 @@ def run(cfg: ExploreDataConfig) -> Path:
             overrides,
             policy_kwargs,
         )
-        models = out / "models" / name
-        checkpoints[name] = stages.run(
-            f"train {name}", train_method, pipe, data[name], models, "seqjepa", pipe.seed
-        )
+
+    def train(names: tuple[str, ...]) -> None:
+        jobs = {
+            name: Job(train_method, (pipe, data[name], out / "models" / name, "seqjepa", pipe.seed))
+            for name in names
+        }
+        label = f"train {', '.join(names)}"
+        checkpoints.update(stages.run_side_by_side(label, jobs, pipe.side_by_side))
 
     gather("random-turns")
+    train(("random-turns",))  # the curiosity policy is rewarded by this model's errors
     ppo = out / "curiosity-ppo"
     policy_path = ppo / "policy.zip"
     if not policy_path.exists():
@@ -101,16 +107,12 @@ def run(cfg: ExploreDataConfig) -> Path:
     for name in ("uniform-views", "coverage"):
         gather(name)
     gather("curiosity", policy=str(policy_path), checkpoint=str(checkpoints["random-turns"]))
-    metrics = {}
-    for name, checkpoint in checkpoints.items():
-        metrics[name] = stages.run(
-            f"eval {name}",
-            _evaluate_once,
-            pipe,
-            checkpoint,
-            data["uniform-views"],
-            out / "eval" / name,
-        )
+    train(("uniform-views", "coverage", "curiosity"))
+    evaluations = {
+        name: Job(_evaluate_once, (pipe, checkpoint, data["uniform-views"], out / "eval" / name))
+        for name, checkpoint in checkpoints.items()
+    }
+    metrics = stages.run_side_by_side("eval", evaluations, pipe.side_by_side)
     stages.close()
     report = _report(cfg, metrics, stages.summary())
     write_text_atomic(out / "report.md", report)
