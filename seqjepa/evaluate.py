@@ -479,6 +479,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if min(cfg.m_vals) < 1 or (cfg.path_m_vals and min(cfg.path_m_vals) < 2):
         raise ValueError("m_vals must be >= 1 and path_m_vals >= 2")
     device = resolve_device(cfg.device)
+    use_bf16(cfg.precision, device)  # a bad precision is refused before any work
     model, train_cfg, model_info = load_model(cfg)
     model = model.to(device)
     data = RolloutDataset(cfg.data)

@@ -196,6 +196,8 @@ def test_eval_names_unusable_inputs(eval_data, tmp_path):
         small_eval(tmp_path, eval_data, tmp_path / "e")
     with pytest.raises(ValueError, match="held-out fraction"):
         small_eval(checkpoint, eval_data, tmp_path / "e", heldout=0.0)
+    with pytest.raises(ValueError, match="precision must be auto, bf16 or fp32, got 'fp8'"):
+        small_eval(checkpoint, eval_data, tmp_path / "e", precision="fp8")
 
 
 def test_matrix_action_encoding_matches_scipy_and_is_sign_blind():
