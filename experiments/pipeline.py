@@ -57,10 +57,9 @@ class PipelineConfig:
     side_by_side: int = 3
     """Models trained or evaluated at once, each in its own process with an equal share of
     the CPU threads (at least one); 1 runs them one after another in this process. On 2 cores
-    the demo's two 1-thread `tiny` trainings took 449 s side by side, against 550 s one after
-    the other with 2 threads (the models are too small to keep two threads busy); its three
-    evaluations took 303 s side by side, 519 s one after the other before their MLP probes
-    ran in bf16. The thread count changes the order of floating-point
+    two 300-step demo-recipe trainings took 121 s side by side (1 thread each) and 161 s one
+    after the other (2 threads), measured in one run: 1.33x, as the `tiny` model is too small
+    to keep two threads busy. The thread count changes the order of floating-point
     sums, so figures can differ in the last bits from a 1-process run."""
 
     def describe(self) -> str:
