@@ -94,6 +94,7 @@ def test_probes_find_planted_signal_and_not_noise():
     assert unrelated["r2"] < 0.05 and unrelated["fit_r2"] > unrelated["r2"]  # overfits, caught
     in_bf16, _ = fit_mlp_regressor(*_split(x[:, :6], target), config, bf16=True)
     assert abs(in_bf16["r2"] - planted["r2"]) < 0.03, (in_bf16, planted)
+    assert in_bf16["r2"] != planted["r2"]  # it did run in bf16
 
 
 def test_methods_no_action_m1_and_vicreg():
