@@ -94,6 +94,10 @@ class SequenceDataset(Dataset):
         mode: "window" (recordings only) or "subset".
         action_key: "actions" or "rel_quats" (recordings, window mode).
         seed: the randomness of subsets.
+        targets: views at the end of each sequence that the model predicts from the views
+            before them (seqjepa.model.ModelConfig.targets). K > 1 (subset modes only): the
+            actions of the last K views lead from the last observed view, view length-K-1,
+            not from the view before each.
         split: the episodes to use: a recording's split ("train", "val", "test"; None for all),
             or the 3DIEBench split when ``source`` is a path ("train" or "val").
     """
@@ -106,6 +110,7 @@ class SequenceDataset(Dataset):
         action_key: str = "actions",
         seed: int = 0,
         split: str | None = "train",
+        targets: int = 1,
     ) -> None:
         if isinstance(source, (str, Path)):
             source = (
@@ -115,13 +120,20 @@ class SequenceDataset(Dataset):
             )
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-        if length < 2:
-            raise ValueError(f"a sequence needs >= 2 views (M >= 1), got length {length}")
+        if not 1 <= targets < length:
+            raise ValueError(
+                f"a sequence of {length} views holds 1..{length - 1} targets (M >= 1 observed "
+                f"views before them), got {targets}"
+            )
+        if targets > 1 and mode == "window":
+            raise ValueError("targets > 1 needs a subset mode: window mode records no action "
+                             "from the last observed view to the later ones")  # fmt: skip
         self.source = source
         self.length = int(length)
         self.mode = mode
         self.action_key = action_key
         self.seed = int(seed)
+        self.targets = int(targets)
         if isinstance(source, IEBenchDataset):
             if mode != "subset":
                 raise ValueError("3DIEBench folders are read with mode='subset'")
@@ -189,12 +201,23 @@ class SequenceDataset(Dataset):
             chosen = self._choose(step, index, len(data["views"]))
             views = np.asarray(data["views"][chosen])
             colour = self.mode == "subset-colour"
-            actions = subset_actions(
+            actions = self._subset_actions(
                 np.asarray(data["orientations"][chosen], np.float64),
                 np.asarray(data["latents"][chosen]) if colour else None,
-                self.mode,
             )
         return _tensors(views, actions, data["label"])
+
+    def _subset_actions(self, orientations: np.ndarray, latents: np.ndarray | None) -> np.ndarray:
+        """subset_actions of the chosen views; with K > 1 targets, target k's action is the
+        one from the last observed view (the pair's second action)."""
+        actions = subset_actions(orientations, latents, self.mode)
+        last = self.length - self.targets - 1
+        for k in range(last + 2, self.length):
+            pair = [last, k]
+            actions[k] = subset_actions(
+                orientations[pair], None if latents is None else latents[pair], self.mode
+            )[1]
+        return actions
 
     def _choose(self, step: int, index: int, available: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, int(step), int(index)])
@@ -206,7 +229,7 @@ class SequenceDataset(Dataset):
         pairs = [source.view(int(index), int(k)) for k in chosen]
         views = np.stack([view for view, _ in pairs])
         orientations = np.stack([IEBenchDataset.orientation(latent) for _, latent in pairs])
-        actions = relative_rotations(orientations)
+        actions = self._subset_actions(orientations, None)
         return _tensors(views, actions, source.labels[index])
 
 

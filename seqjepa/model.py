@@ -61,6 +61,11 @@ class ModelConfig:
     use_actions: bool = True
     """Condition on actions. False is the paper's no-action ablation: every action the
     aggregator and the predictor see is zero (so is every projected action)."""
+    targets: int = 1
+    """Unseen views predicted from one context (the paper: 1). K > 1: a sequence holds M + K
+    views; the model observes the first M and predicts each of the last K from the same z_AGG,
+    each by its action from the last observed view (seqjepa.data builds those): K predictions
+    per encoder pass over the context. An option for the demo's short budgets."""
 
 
 class SeqJEPA(nn.Module):
@@ -69,6 +74,8 @@ class SeqJEPA(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        if config.targets < 1:
+            raise ValueError(f"targets must be >= 1, got {config.targets}")
         self.encoder = ResNet(config.widths, config.depths, config.stem)
         self.target_encoder = copy.deepcopy(self.encoder)
         for p in self.target_encoder.parameters():
@@ -193,18 +200,24 @@ class SeqJEPA(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences.
 
-        views (B, M+1, H, W, 3) uint8; actions (B, M+1, A) aligned with the views (module
-        docstring). Returns the loss and detached tensors for monitoring.
+        views (B, M+K, H, W, 3) uint8; actions (B, M+K, A) aligned with the views (module
+        docstring; K = ``config.targets``, each target's action leading from view M-1).
+        Returns the loss and detached tensors for monitoring (per target: (B*K, ...)).
         """
-        if views.shape[1] < 2 or actions.shape[:2] != views.shape[:2]:
+        k = self.config.targets
+        if views.shape[1] < k + 1 or actions.shape[:2] != views.shape[:2]:
             raise ValueError(
-                f"need views (B, M+1>=2, H, W, 3) and actions (B, M+1, A); got "
+                f"need views (B, M+{k}, H, W, 3) with M >= 1 and actions (B, M+{k}, A); got "
                 f"{tuple(views.shape)} and {tuple(actions.shape)}"
             )
-        z_agg, z = self.aggregate(views[:, :-1], actions[:, 1:-1])
-        prediction = self.predict(z_agg, actions[:, -1])
+        m = views.shape[1] - k
+        z_agg, z = self.aggregate(views[:, :m], actions[:, 1:m])
+        prediction = self.predict(
+            z_agg.repeat_interleave(k, dim=0), actions[:, m:].reshape(-1, actions.shape[-1])
+        )
         with torch.no_grad():
-            target = normalise_target(self.encode(views[:, -1], target=True).float(), self.config)
+            target = self.encode(views[:, m:].flatten(0, 1), target=True).float()
+            target = normalise_target(target, self.config)
         # in fp32: under bf16 autocast a cosine near 1 is quantised to steps of 1/256
         cosine = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
         extras = {

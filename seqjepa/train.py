@@ -198,8 +198,11 @@ def action_use_gap(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> float
         # Its own generator: monitoring must not shift the training RNG stream.
         order = torch.randperm(len(actions), generator=torch.Generator().manual_seed(0))
         shuffled = actions[order.to(actions.device)]
-        z_agg = model.aggregate_z(extras["z"], shuffled[:, 1:-1])
-        prediction = model.predict(z_agg, shuffled[:, -1])
+        m, k = extras["z"].shape[1], model.config.targets
+        z_agg = model.aggregate_z(extras["z"], shuffled[:, 1:m])
+        prediction = model.predict(
+            z_agg.repeat_interleave(k, dim=0), shuffled[:, m:].reshape(-1, shuffled.shape[-1])
+        )
         cosine = torch.nn.functional.cosine_similarity(
             prediction.float(), extras["target"].float(), dim=-1
         )
@@ -296,6 +299,11 @@ def train(cfg: TrainConfig) -> Path | None:
         views=method_views(cfg.method, cfg.views),
         model=method_model_config(cfg.method, cfg.model),
     )
+    if cfg.model.targets != 1 and (not cfg.data or cfg.method == "vicreg"):
+        raise ValueError(
+            "--model.targets > 1 needs recorded data (--data, a subset mode) and a seq-JEPA "
+            f"method, got targets {cfg.model.targets} with method {cfg.method!r}"
+        )
     rank, world, device = _distributed(resolve_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +315,10 @@ def train(cfg: TrainConfig) -> Path | None:
         )
     else:
         split = None if cfg.split == "all" else cfg.split
-        source = SequenceDataset(cfg.data, cfg.views, cfg.mode, cfg.action_key, cfg.seed, split)
+        length = cfg.views + cfg.model.targets - 1
+        source = SequenceDataset(
+            cfg.data, length, cfg.mode, cfg.action_key, cfg.seed, split, cfg.model.targets
+        )
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, action_dim=source.action_dim)
     )

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from experiments import collect as collect_module
+from seqjepa.model import ModelConfig
 from seqjepa.rollouts import DatasetError, RolloutDataset
 from seqjepa.train import load_checkpoint, preset_config, train
 from tests.test_dataset import array_bytes, collect
@@ -214,6 +215,8 @@ def test_classifier_files_are_never_unpickled(tmp_path):
         ({"lr": float("nan")}, "--lr must be a finite number"),
         ({"ema_base": 1.5}, "--ema-base"),
         ({"views": 1}, "--views"),
+        ({"method": "vicreg", "model": ModelConfig(targets=2)}, "--model.targets > 1 needs"),
+        ({"mode": "window", "model": ModelConfig(targets=2)}, "subset mode"),
     ],
 )
 def test_training_settings_out_of_range_are_named(small_data, tmp_path, override, message):

@@ -3,6 +3,7 @@ learning on tiny data, exact resume and checkpoint errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -140,6 +141,37 @@ def test_sequences_are_aligned_with_the_recording(rotate_data):
     expected = (random[:-1].inv() * random[1:]).as_quat()
     expected[expected[:, 3] < 0] *= -1
     assert np.allclose(relative_rotations(random.as_quat())[1:], expected, atol=1e-6)
+
+
+def test_several_targets_lead_from_the_last_observed_view(rotate_data):
+    data = RolloutDataset(rotate_data)
+    many = SequenceDataset(data, 7, mode="subset", seed=3, targets=4)
+    v, a, _ = many[(5, 2)]
+    recorded = np.asarray(data.episode(2)["views"])
+    frames = [int(np.flatnonzero((recorded == x.numpy()).all(axis=(1, 2, 3)))[0]) for x in v]
+    orientations = Rotation.from_quat(np.asarray(data.episode(2)["orientations"][frames]))
+    for t in range(1, 7):  # observed views: from the previous one; targets: from view 2
+        start = orientations[t - 1] if t <= 3 else orientations[2]
+        composed = (start * Rotation.from_quat(a[t].numpy())).as_quat()
+        assert abs(abs(np.dot(composed, orientations[t].as_quat())) - 1) < 1e-5, t
+    with pytest.raises(ValueError, match="subset mode"):
+        SequenceDataset(data, 4, mode="window", targets=2)
+    with pytest.raises(ValueError, match="targets"):
+        SequenceDataset(data, 4, mode="subset", targets=4)
+
+
+def test_several_targets_average_their_single_target_losses():
+    model = SeqJEPA(dataclasses.replace(TINY, targets=3)).eval()  # eval: batch-free BatchNorm
+    single = SeqJEPA(TINY).eval()
+    single.load_state_dict(model.state_dict())
+    seq, actions = views(4, 5), torch.randn(4, 5, 4)
+    with torch.no_grad():
+        loss, extras = model.loss(seq, actions)
+        losses = [single.loss(seq[:, [0, 1, k]], actions[:, [0, 1, k]])[0] for k in range(2, 5)]
+    assert extras["prediction"].shape == (12, 32) and extras["z"].shape == (4, 2, 32)
+    assert torch.allclose(loss, torch.stack(losses).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        SeqJEPA(dataclasses.replace(TINY, targets=0))
 
 
 def test_batch_order_depends_on_the_step_only():
