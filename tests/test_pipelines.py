@@ -23,6 +23,15 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     for row in ("VICReg", "M_tr=1", "no-action", "random encoder", "Equivariance"):
         assert row in report
     assert (run_dir / "heatmap_top1.png").stat().st_size > 0
+    # every view of a 4-view episode beyond the context is a target (VICReg: n/a)
+    targets = {
+        path.parent.name: json.loads(path.read_text())["model"]["targets"]
+        for path in run_dir.glob("*/config.json")
+    }
+    assert targets == {"seq-JEPA-seed-0": 1, "seq-JEPA-seed-1": 1, "no-action-seed-0": 1,
+                       "no-action-seed-1": 1, "M_tr1": 3, "M_tr2": 2, "VICReg": 1}  # fmt: skip
+    with pytest.raises(ValueError, match="targets"):
+        dataclasses.replace(TOY, targets=0)
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=TOY, seeds=(0, 1),
