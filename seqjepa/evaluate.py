@@ -107,7 +107,9 @@ def load_model(cfg: EvalConfig) -> tuple[torch.nn.Module, TrainConfig, dict[str,
     state = load_checkpoint(path)
     train_cfg = config_from_dict(state["config"])
     torch.manual_seed(cfg.seed)
-    model = build_model(train_cfg.method, train_cfg.model)
+    # The suite predicts one view at a time (BatchNorm recalibration runs the loss on M_tr + 1
+    # views); the number of training targets changes no weight.
+    model = build_model(train_cfg.method, dataclasses.replace(train_cfg.model, targets=1))
     if not cfg.random_encoder:
         model.load_state_dict(state["model"])
     info = {
@@ -116,6 +118,7 @@ def load_model(cfg: EvalConfig) -> tuple[torch.nn.Module, TrainConfig, dict[str,
         "trained_method": train_cfg.method,
         "step": 0 if cfg.random_encoder else int(state["step"]),
         "views_per_sequence": train_cfg.views,
+        "targets": train_cfg.model.targets,
         "mode": train_cfg.mode,
         "action_key": train_cfg.action_key,
     }

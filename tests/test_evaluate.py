@@ -3,6 +3,7 @@ baselines' mechanics, and a tiny collect -> train -> eval run whose metrics.json
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -166,9 +167,13 @@ def small_eval(checkpoint, data, out, **overrides) -> dict:
     return evaluate(cfg)
 
 
+@pytest.mark.filterwarnings("ignore:representation collapse")  # 4 steps of batch 8, M_tr = 1
 def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
-    checkpoint = train(preset_config("tiny", data=str(eval_data), out=str(tmp_path / "run"),
-                                     steps=4, batch_size=8))  # fmt: skip
+    cfg = preset_config("tiny", data=str(eval_data), out=str(tmp_path / "run"), steps=4,
+                        batch_size=8, views=2)  # fmt: skip
+    # 1 observed view + 3 targets per training sequence; evaluated one view at a time
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, targets=3))
+    checkpoint = train(cfg)
     metrics = small_eval(checkpoint, eval_data, tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     jsonschema.validate(written, SCHEMA)
@@ -176,8 +181,9 @@ def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
     assert set(written["classification"]["aggregate"]) == {"1", "2", "3"}
     assert set(written["path_integration"]["actions_only"]["per_m"]) == {"2", "3"}
     assert written["model"]["step"] == 4 and written["action_use"] is not None
+    assert written["model"]["targets"] == 3
     data = written["data"]
-    assert data["episodes"]["test"] > 0 and data["views_per_episode"] == 4
+    assert data["episodes"]["test"] > 0 and data["views_per_episode"] == 3
     # the random encoder: same architecture, untrained, still a valid metrics.json
     random = small_eval(tmp_path / "run", eval_data, tmp_path / "random", random_encoder=True)
     jsonschema.validate(json.loads(json.dumps(random)), SCHEMA)
