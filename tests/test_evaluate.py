@@ -191,6 +191,7 @@ def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
     assert math.isfinite(random["effective_rank"]["value"])
 
 
+@pytest.mark.filterwarnings("ignore:representation collapse")  # a 1-step training
 def test_eval_names_unusable_inputs(eval_data, tmp_path):
     train_only = tmp_path / "train-only"
     collect(CollectConfig(out=str(train_only), env_kwargs=json.dumps({"image_size": 16}),
