@@ -185,6 +185,12 @@ class SeqJEPA(nn.Module):
         hidden = self.predictor(z_agg) * (1 + scale) + shift
         return self.predictor_out(torch.relu(hidden))
 
+    def predict_targets(self, z_agg: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predictions (B*K, z_dim) of K views from each z_AGG (B, d_model), one per action
+        (B, K, A), in the order of ``actions.flatten(0, 1)``."""
+        k = actions.shape[1]
+        return self.predict(z_agg.repeat_interleave(k, dim=0), actions.flatten(0, 1))
+
     def _project(self, actions: torch.Tensor, blind: bool = False) -> torch.Tensor:
         """Encode (action_encoding) and project; blind (or use_actions=False) zeroes the encoded
         action, so that no encoding smuggles information in (a zero quaternion would become
@@ -212,9 +218,7 @@ class SeqJEPA(nn.Module):
             )
         m = views.shape[1] - k
         z_agg, z = self.aggregate(views[:, :m], actions[:, 1:m])
-        prediction = self.predict(
-            z_agg.repeat_interleave(k, dim=0), actions[:, m:].reshape(-1, actions.shape[-1])
-        )
+        prediction = self.predict_targets(z_agg, actions[:, m:])
         with torch.no_grad():
             target = self.encode(views[:, m:].flatten(0, 1), target=True).float()
             target = normalise_target(target, self.config)

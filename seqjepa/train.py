@@ -198,11 +198,9 @@ def action_use_gap(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> float
         # Its own generator: monitoring must not shift the training RNG stream.
         order = torch.randperm(len(actions), generator=torch.Generator().manual_seed(0))
         shuffled = actions[order.to(actions.device)]
-        m, k = extras["z"].shape[1], model.config.targets
+        m = extras["z"].shape[1]
         z_agg = model.aggregate_z(extras["z"], shuffled[:, 1:m])
-        prediction = model.predict(
-            z_agg.repeat_interleave(k, dim=0), shuffled[:, m:].reshape(-1, shuffled.shape[-1])
-        )
+        prediction = model.predict_targets(z_agg, shuffled[:, m:])
         cosine = torch.nn.functional.cosine_similarity(
             prediction.float(), extras["target"].float(), dim=-1
         )
