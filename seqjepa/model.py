@@ -8,6 +8,8 @@ z_i and the projected transition a_i = ``actions[:, i+1]`` (from view i to view 
 observed token carries zeros in its action slot; the predictor gets z_AGG and a_{M-1} =
 ``actions[:, M]``, the action leading to the target. There is no positional encoding: order is
 carried by the actions alone, so any number of views works at evaluation time.
+With ``ModelConfig.targets`` K > 1 a sequence holds M+K views and each of the last K is
+predicted from z_AGG of the first M, by its action from view M-1 (seqjepa.data builds those).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def test_sequences_are_aligned_with_the_recording(rotate_data):
     assert np.allclose(relative_rotations(random.as_quat())[1:], expected, atol=1e-6)
 
 
-def test_several_targets_lead_from_the_last_observed_view(rotate_data):
+def test_several_targets_lead_from_the_last_observed_view(rotate_data, tmp_path):
     data = RolloutDataset(rotate_data)
     many = SequenceDataset(data, 7, mode="subset", seed=3, targets=4)
     v, a, _ = many[(5, 2)]
@@ -158,6 +158,12 @@ def test_several_targets_lead_from_the_last_observed_view(rotate_data):
         SequenceDataset(data, 4, mode="window", targets=2)
     with pytest.raises(ValueError, match="targets"):
         SequenceDataset(data, 4, mode="subset", targets=4)
+    # synthetic and live sequences carry consecutive actions only
+    live = preset_config("tiny", synthetic=8, out=str(tmp_path / "run"), steps=1)
+    live = dataclasses.replace(live, model=dataclasses.replace(live.model, targets=2))
+    with pytest.raises(ValueError, match="needs recorded data"):
+        train(live)
+    assert not (tmp_path / "run").exists()
 
 
 def test_several_targets_average_their_single_target_losses():
