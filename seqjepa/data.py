@@ -15,7 +15,8 @@ Two ways to cut sequences:
   compose a relative rotation with (docs/equivariance.md).
 
 Either way ``actions[t]`` is what leads to ``views[t]`` (CONVENTIONS.md; ``actions[0]`` is the
-identity, except in subset-pose, where it is view 0's orientation; the model never reads it).
+identity, except in subset-pose, where it is view 0's orientation; the model never reads it),
+except that with ``targets`` K > 1 each of the last K actions leads from the last observed view.
 Items are addressed by (step, index): the randomness of step k's batch comes from
 (seed, k), so a resumed run sees exactly the batches it would have seen.
 """
