@@ -98,6 +98,19 @@ def test_probes_find_planted_signal_and_not_noise():
     assert in_bf16["r2"] != planted["r2"]  # it did run in bf16
 
 
+def test_a_feature_silent_on_the_fit_samples_does_not_blow_up_the_probe():
+    # a spatial feature map has units no fit sample fires; dividing by their ~0 std made one
+    # held-out activation an outlier of a million (test R^2 of -300 before the fix)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 8, generator=generator)
+    target = x[:, :2].clone()
+    x[:800, 7] = 0.0  # silent on fit and held samples, firing on the test samples
+    config = MLPProbeConfig(hidden=(64, 64), steps=300, eval_every=50)
+    scores, prediction = fit_mlp_regressor(*_split(x, target), config)
+    assert scores["r2"] > 0.8, scores
+    assert prediction.abs().max() < 10
+
+
 def test_methods_no_action_m1_and_vicreg():
     views = torch.randint(0, 256, (4, 4, 16, 16, 3), dtype=torch.uint8)
     actions = torch.randn(4, 4, 4)
