@@ -15,6 +15,9 @@ when the budget is spent.
   view (the goal), the budget left, and ``dead_reckoning``: the move that undoes the composed
   *commanded* path (a rotation vector / pi, or a displacement / 2). Without actuation noise that
   move is exact; with it (``action_noise``) it drifts, and only vision can tell by how much.
+- With ``odometry`` (turns only; agents.odometry): ``visual_path``, what vision says the path
+  from the first view is (a camera-frame rotation vector / pi), from the world model's feature
+  maps of the first and the latest view. It is what lets a policy see the drift.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from agents.odometry import VisualOdometry
 from agents.policies import sample_space
 from agents.representation import RepresentationWrapper, WorldModel
 from agents.tasks import world_and_base
@@ -53,6 +57,8 @@ class Homing(gym.Wrapper):
         split: catalog split of the objects ("test" for held-out evaluation).
         base_kwargs: further base-env kwargs (e.g. {"action_noise": 0.1}).
         device: where the world model runs.
+        odometry: a visual odometry of this world model (file or loaded), adding
+            ``visual_path`` to the observation; None: no visual odometry.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class Homing(gym.Wrapper):
         split: str | None = "train",
         base_kwargs: dict[str, Any] | None = None,
         device: str = "auto",
+        odometry: str | Path | VisualOdometry | None = None,
     ) -> None:
         for name, value, least in (("warmup", warmup, 0), ("budget", budget, 1)):
             if not isinstance(value, (int, np.integer)) or value < least:
@@ -81,7 +88,17 @@ class Homing(gym.Wrapper):
             raise ValueError(f"homing needs relative actions, the base env's are {mode!r}")
         if self.kind == "rotation" and unwrapped.turner.action_frame != "camera":
             raise ValueError("homing composes commands in the camera frame (action_frame='camera')")
-        super().__init__(RepresentationWrapper(base_env, world, keep=("action",)))
+        self.odometry = None
+        if odometry is not None:
+            if self.kind != "rotation":
+                raise ValueError("visual odometry reads turns: it needs a Rotate base env")
+            self.odometry = (
+                odometry
+                if isinstance(odometry, VisualOdometry)
+                else VisualOdometry.load(odometry, world)
+            )
+        keep = ("action", "view") if self.odometry else ("action",)
+        super().__init__(RepresentationWrapper(base_env, world, keep=keep))
         self.warmup = int(warmup)
         self.budget = int(budget)
         self.threshold = success_deg if self.kind == "rotation" else success_distance
@@ -91,19 +108,23 @@ class Homing(gym.Wrapper):
         self.residual = float(residual)
         spaces = dict(self.env.observation_space.spaces)
         spaces.pop("action")
+        spaces.pop("view", None)
         self.dims = 3 if self.kind == "rotation" else 2
+        moves = ("dead_reckoning", "visual_path") if self.odometry else ("dead_reckoning",)
         self.observation_space = gym.spaces.Dict(
             spaces
             | {
                 "z_start": spaces["z"],
                 "steps_left": gym.spaces.Box(0.0, 1.0, (1,), np.float32),
-                "dead_reckoning": gym.spaces.Box(-1.0, 1.0, (self.dims,), np.float32),
             }
+            | {key: gym.spaces.Box(-1.0, 1.0, (self.dims,), np.float32) for key in moves}
         )
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self._z_start = obs["z"].copy()
+        if self.odometry:
+            self._map_start = self.odometry.features(obs["view"][None])
         self._command = IDENTITY.copy() if self.kind == "rotation" else np.zeros(2)
         rng = np.random.default_rng(self.env.unwrapped.np_random.integers(2**63))
         for _ in range(self.warmup):
@@ -111,6 +132,7 @@ class Homing(gym.Wrapper):
             self._compose(obs["action"])
         self._steps = 0
         self._error = self.error(info)
+        self._see(obs)
         return self._observation(obs), self._info(info)
 
     def step(self, action):
@@ -125,6 +147,7 @@ class Homing(gym.Wrapper):
         self._steps += 1
         previous, self._error = self._error, self.error(info)
         done = self._steps >= self.budget
+        self._see(obs)
         if self.reward_kind == "dense":
             reward = (previous - self._error) / MAX_ERROR[self.kind]
         else:
@@ -145,16 +168,26 @@ class Homing(gym.Wrapper):
         return -self._command
 
     def dead_reckoning_action(self) -> np.ndarray:
-        """The base-env action that goes as far along ``dead_reckoning`` as one step allows
-        (straight line: the move scaled, not clipped per axis)."""
+        """The base-env action that goes as far along ``dead_reckoning`` as one step allows."""
+        return self.move_action(self.dead_reckoning())
+
+    def move_action(self, move: np.ndarray) -> np.ndarray:
+        """The base-env action that goes as far along ``move`` (a rotation vector, or a
+        displacement) as one step allows: straight, the move scaled, not clipped per axis."""
         unwrapped = self.env.unwrapped
         unit = (
             unwrapped.fovea.max_saccade
             if self.kind == "displacement"
             else (unwrapped.turner.max_step_angle)
         )
-        move = self.dead_reckoning() / unit
-        return move / max(np.abs(move).max(), 1.0)
+        scaled = np.asarray(move, np.float64) / unit
+        return scaled / max(np.abs(scaled).max(), 1.0)
+
+    def _see(self, obs: dict[str, np.ndarray]) -> None:
+        """What visual odometry says the path from the first view is (radians), if any."""
+        if self.odometry:
+            now = self.odometry.features(obs["view"][None])
+            self._visual = self.odometry.estimate(self._map_start, now)[0]
 
     def _compose(self, command: np.ndarray) -> None:
         if self.kind == "rotation":  # camera-frame commands act on the left
@@ -164,16 +197,23 @@ class Homing(gym.Wrapper):
 
     def _observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scale = np.pi if self.kind == "rotation" else 2.0
-        out = {key: value for key, value in obs.items() if key != "action"}
-        return out | {
-            "z_start": self._z_start.copy(),
-            "steps_left": np.array([(self.budget - self._steps) / self.budget], np.float32),
-            "dead_reckoning": np.clip(self.dead_reckoning() / scale, -1, 1).astype(np.float32),
-        }
+        out = {key: value for key, value in obs.items() if key not in ("action", "view")}
+        moves = {"dead_reckoning": self.dead_reckoning()}
+        if self.odometry:
+            moves["visual_path"] = self._visual
+        return (
+            out
+            | {
+                "z_start": self._z_start.copy(),
+                "steps_left": np.array([(self.budget - self._steps) / self.budget], np.float32),
+            }
+            | {key: np.clip(m / scale, -1, 1).astype(np.float32) for key, m in moves.items()}
+        )
 
     def _info(self, info: dict[str, Any]) -> dict[str, Any]:
-        return info | {
+        out = info | {
             "error": self._error,
             "success": self._error < self.threshold,
             "dead_reckoning": self.dead_reckoning(),
         }
+        return out | ({"visual_path": self._visual.copy()} if self.odometry else {})

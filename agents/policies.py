@@ -207,6 +207,33 @@ class DeadReckoningPolicy(Policy):
         return self.task.dead_reckoning_action().astype(np.float32)
 
 
+class VisualHomingPolicy(DeadReckoningPolicy):
+    """Dead reckoning corrected by vision: once the commanded path puts the object within
+    ``gate_deg`` of home, move by ``alpha`` x what visual odometry says (the task's
+    ``visual_path``, undone) + (1 - alpha) x what dead reckoning says. Needs a Homing task
+    with ``odometry``. The defaults were picked on train-split objects (docs/agents.md)."""
+
+    name = "visual-homing"
+
+    def __init__(self, alpha: float = 0.8, gate_deg: float = 30.0) -> None:
+        self.alpha = float(alpha)
+        self.gate = np.radians(gate_deg)
+
+    def begin(self, env, rng):
+        super().begin(env, rng)
+        if getattr(self.task, "odometry", None) is None:
+            raise ValueError("visual-homing needs a Homing task with odometry (odometry=...)")
+
+    def act(self, obs, info):
+        move = self.task.dead_reckoning()
+        if np.linalg.norm(move) < self.gate:
+            move = self.alpha * -info["visual_path"] + (1 - self.alpha) * move
+        action = self.task.move_action(move)
+        if self.task.residual > 0:  # the same move, as a correction of dead reckoning
+            action = (action - self.task.dead_reckoning_action()) / self.task.residual
+        return np.clip(action, -1, 1).astype(np.float32)
+
+
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (
@@ -216,6 +243,7 @@ POLICIES: dict[str, type[Policy]] = {
         SaliencyIORPolicy,
         CoveragePolicy,
         DeadReckoningPolicy,
+        VisualHomingPolicy,
     )
 }
 

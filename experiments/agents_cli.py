@@ -1,4 +1,4 @@
-"""`seqjepa-gym classifier`, `agent` and `agent-eval`: thin entry points over agents/."""
+"""`seqjepa-gym classifier`, `odometry`, `agent`, `agent-eval`: thin entry points over agents/."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.evaluation import policy_from_spec, run_episodes
+from agents.odometry import fit_odometry
 from agents.ppo import AgentConfig, train_agent
 from agents.recognition import fit_classifier
 from seqjepa.rollouts import write_text_atomic
@@ -36,6 +37,40 @@ def classifier(cfg: ClassifierConfig) -> None:
     print(json.dumps(summary, indent=1))
 
 
+@dataclass
+class OdometryConfig:
+    """Fit the homing task's visual odometry for a world model (saved beside the checkpoint)."""
+
+    checkpoint: str = ""
+    """World model checkpoint (file or run folder)."""
+    base: str = "SeqJEPA-Rotate-v0"
+    """Rotate base env id the turn pairs are rendered in (the checkpoint's view settings)."""
+    pairs: int = 12000
+    """Train-split turn pairs to fit on (a fifth as many more for early stopping, and for the
+    test-split score)."""
+    max_deg: float = 30.0
+    """Largest turn in a pair, degrees (at most one step of the base env)."""
+    stages: int = 0
+    """Encoder stages the feature map is taken after; 0: the last but one."""
+    seed: int = 0
+    """Seeds the pairs and the probe."""
+    out: str = ""
+    """Where to write it (default: odometry.npz beside the checkpoint)."""
+
+
+def odometry(cfg: OdometryConfig) -> None:
+    summary = fit_odometry(
+        cfg.checkpoint,
+        cfg.base,
+        cfg.pairs,
+        cfg.max_deg,
+        cfg.stages,
+        seed=cfg.seed,
+        out=cfg.out or None,
+    )
+    print(json.dumps(summary, indent=1))
+
+
 def agent(cfg: AgentConfig) -> None:
     print(f"policy: {train_agent(cfg)}")
 
@@ -49,7 +84,7 @@ class AgentEvalConfig:
     checkpoint: str = ""
     """World model checkpoint the task observes through."""
     policy: str = "random"
-    """random, coverage, saliency-ior, dead-reckoning, or a PPO policy.zip."""
+    """random, coverage, saliency-ior, dead-reckoning, visual-homing, or a PPO policy.zip."""
     episodes: int = 100
     """Episodes to run."""
     seed: int = 0

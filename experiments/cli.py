@@ -29,6 +29,7 @@ def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
 
     return {
         "classifier": (agents_cli.ClassifierConfig, agents_cli.classifier),
+        "odometry": (agents_cli.OdometryConfig, agents_cli.odometry),
         "agent": (agents_cli.AgentConfig, agents_cli.agent),
         "agent-eval": (agents_cli.AgentEvalConfig, agents_cli.agent_eval),
         "explore": (explore.ExploreConfig, explore.run),

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from agents.evaluation import policy_from_spec, run_episodes
+from agents.odometry import fit_odometry
 from agents.ppo import AgentConfig, train_agent
 from agents.recognition import fit_classifier
 from agents.representation import load_world_model
@@ -52,11 +53,35 @@ RECOGNITION = {
     "SeqJEPA-Recognition-Saccade-v0": ("glimpse", ("random", "saliency-ior")),
 }
 NOISY = "SeqJEPA-Homing-RotateNoisy-v0"
-#: Homing runs: label -> (task id, task kwargs). The residual run's PPO corrects dead reckoning.
+
+
+@dataclass(frozen=True)
+class HomingRun:
+    """One homing benchmark run: a task, its kwargs, what PPO is compared with and sees."""
+
+    task: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    policies: tuple[str, ...] = ()
+    """Non-learned policies; empty: ``ExploreConfig.homing_policies``."""
+    observation_keys: tuple[str, ...] = ()
+    """What PPO sees; empty: ``ExploreConfig.agent.observation_keys``."""
+    odometry: bool = False
+    """The task observes visual odometry (fitted once per benchmark run)."""
+
+
+#: Homing runs by label. The residual runs' PPO corrects dead reckoning; in the vision run it
+#: sees only the two estimates of the way home (commands, vision) and the steps left.
 HOMING = {
-    "SeqJEPA-Homing-Rotate-v0": ("SeqJEPA-Homing-Rotate-v0", {}),
-    NOISY: (NOISY, {}),
-    f"{NOISY} (residual)": (NOISY, {"residual": 0.3}),
+    "SeqJEPA-Homing-Rotate-v0": HomingRun("SeqJEPA-Homing-Rotate-v0"),
+    NOISY: HomingRun(NOISY),
+    f"{NOISY} (residual)": HomingRun(NOISY, {"residual": 0.3}, ("dead-reckoning",)),
+    f"{NOISY} (residual, vision)": HomingRun(
+        NOISY,
+        {"residual": 0.5},
+        ("dead-reckoning", "visual-homing"),
+        ("steps_left", "dead_reckoning", "visual_path"),
+        odometry=True,
+    ),
 }
 
 
@@ -86,6 +111,10 @@ class ExploreConfig:
     classifier is fitted for the registered budget, and a longer episode reuses its last head."""
     homing: bool = True
     """Also benchmark homing (with and without actuation noise)."""
+    homing_runs: tuple[str, ...] = tuple(HOMING)
+    """Homing runs to benchmark (labels of ``HOMING``)."""
+    odometry_pairs: int = 12_000
+    """Train-split turn pairs the homing task's visual odometry is fitted on."""
     glimpse_checkpoint: str = ""
     """World model of the glimpse task; default: collect and train one here (the pipeline's
     recipe on random saccades, about 4 minutes)."""
@@ -256,6 +285,8 @@ def run(cfg: ExploreConfig) -> Path:
     start = time.perf_counter()
     for task in cfg.recognition:  # before anything is written
         check_choice("recognition task", task, tuple(RECOGNITION))
+    for label in cfg.homing_runs:
+        check_choice("homing run", label, tuple(HOMING))
     if cfg.budget < 0:
         raise ValueError(f"budget must be >= 1 view, or 0 for the task's own; got {cfg.budget}")
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else find_demo_checkpoint(Path(cfg.out))
@@ -282,16 +313,32 @@ def run(cfg: ExploreConfig) -> Path:
         task_kwargs[task] = {"classifier": classifiers[task]["classifier"]}
         if cfg.budget:
             task_kwargs[task]["budget"] = cfg.budget
-    # label -> (task id, world model, task kwargs)
-    runs = {task: (task, world, task_kwargs[task]) for task, world in recognition_tasks.items()}
-    homing_runs = HOMING if cfg.homing else {}
-    runs |= {label: (task, "rotate", kwargs) for label, (task, kwargs) in homing_runs.items()}
+    homing_runs = {label: HOMING[label] for label in cfg.homing_runs} if cfg.homing else {}
+    odometry = {}
+    if any(run.odometry for run in homing_runs.values()):
+        path = out / "odometry.npz"
+        summary = path.with_suffix(".json")
+        odometry = (
+            json.loads(summary.read_text())  # resumed: fitted already
+            if summary.exists()
+            else fit_odometry(worlds["rotate"].path, pairs=cfg.odometry_pairs, out=path)
+        )
+    # label -> (task id, world model, task kwargs, PPO's observation keys)
+    runs = {
+        task: (task, world, task_kwargs[task], cfg.agent.observation_keys)
+        for task, world in recognition_tasks.items()
+    }
+    for label, run in homing_runs.items():
+        kwargs = run.kwargs | ({"odometry": odometry["odometry"]} if run.odometry else {})
+        keys = run.observation_keys or cfg.agent.observation_keys
+        runs[label] = (run.task, "rotate", kwargs, keys)
     policies: dict[str, dict[int, str]] = {}  # label -> seed -> saved PPO policy
-    for label, (task, world, kwargs) in runs.items():
+    for label, (task, world, kwargs, keys) in runs.items():
         for seed in cfg.seeds:
             agent = AgentConfig(
                 **asdict(cfg.agent)
                 | {
+                    "observation_keys": keys,
                     "task": task,
                     "checkpoint": str(worlds[world].path),
                     "task_kwargs": json.dumps(kwargs),
@@ -305,7 +352,7 @@ def run(cfg: ExploreConfig) -> Path:
             policies.setdefault(label, {})[seed] = str(trained)
 
     def evaluate(label: str, names: tuple[str, ...]) -> dict[str, Any]:
-        task, world, kwargs = runs[label]
+        task, world, kwargs, _ = runs[label]
         results = {}
         for name in (*names, "ppo"):
             records = {
@@ -324,8 +371,8 @@ def run(cfg: ExploreConfig) -> Path:
 
     recognition = {task: evaluate(task, RECOGNITION[task][1]) for task in recognition_tasks}
     homing = {
-        label: evaluate(label, ("dead-reckoning",) if kwargs else cfg.homing_policies)
-        for label, (_, kwargs) in homing_runs.items()
+        label: evaluate(label, run.policies or cfg.homing_policies)
+        for label, run in homing_runs.items()
     }
     if recognition:
         categories = world_categories(Path(next(iter(classifiers.values()))["classifier"]))
@@ -336,6 +383,7 @@ def run(cfg: ExploreConfig) -> Path:
     results = {
         "checkpoints": {name: str(world.path) for name, world in worlds.items()},
         "classifiers": classifiers,
+        "odometry": odometry,
         "config": asdict(cfg),
         "recognition": recognition,
         "homing": homing,
@@ -378,7 +426,7 @@ def run(cfg: ExploreConfig) -> Path:
     for task, world in recognition_tasks.items():
         gif = out / f"{task.removeprefix('SeqJEPA-').lower()}-ppo.gif"
         write_gif(task, worlds[world], policies[task][seed], seed, gif, task_kwargs[task])
-    if homing:
+    if NOISY in homing:
         gif = out / "homing-noisy-ppo.gif"
         write_gif(NOISY, worlds["rotate"], policies[NOISY][seed], seed, gif)
     return out

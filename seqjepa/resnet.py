@@ -7,6 +7,8 @@ each block starts as the identity), global average pooling, no fc; the output is
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -74,6 +76,8 @@ class ResNet(nn.Module):
                 blocks.append(BasicBlock(in_channels, width, stride))
                 in_channels = width
         self.blocks = nn.Sequential(*blocks)
+        #: blocks[:stage_ends[k]] are the first k + 1 stages
+        self.stage_ends = tuple(itertools.accumulate(depths))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = widths[-1]
         for module in self.modules():
@@ -82,3 +86,10 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.blocks(self.stem(x))).flatten(1)
+
+    def feature_map(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The (B, C, h, w) map after the first ``stages`` stages, before pooling: it keeps where
+        things are in the view, which the pooled output (nearly) discards."""
+        if not 1 <= stages <= len(self.stage_ends):
+            raise ValueError(f"stages must be in 1..{len(self.stage_ends)}, got {stages}")
+        return self.blocks[: self.stage_ends[stages - 1]](self.stem(x))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,7 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
         episodes=3,
         ppo_steps=64,
         classifier_episodes=12,
+        odometry_pairs=24,
         budget=4,
         agent=agent,
         pipeline=TOY,
@@ -77,6 +79,9 @@ def test_exploration_benchmarks_run_end_to_end(tmp_path):
         "dead-reckoning",
         "ppo",
     }
+    vision = results["homing"][f"{explore.NOISY} (residual, vision)"]
+    assert set(vision) == {"dead-reckoning", "visual-homing", "ppo"}
+    assert Path(results["odometry"]["odometry"]).is_file()
     for name in ("accuracy_vs_views.png", "homing_error.png", "recognition-saccade-v0-ppo.gif"):
         assert (run_dir / name).stat().st_size > 0
 
