@@ -138,3 +138,19 @@ def tiny_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, state)
     return path
+
+
+def homing_success(env, policy, episodes: int) -> float:
+    """The fraction of ``episodes`` (seeds 0, 1, ...) a policy ends within a homing task's
+    success threshold."""
+    from agents.policies import episode_rng
+
+    wins = 0
+    for episode in range(episodes):
+        obs, info = env.reset(seed=episode)
+        policy.begin(env, episode_rng(0, episode))
+        done = False
+        while not done:
+            obs, _, done, _, info = env.step(policy.act(obs, info))
+        wins += info["success"]
+    return wins / episodes

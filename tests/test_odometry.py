@@ -10,12 +10,12 @@ from scipy.spatial.transform import Rotation
 
 from agents.homing import Homing
 from agents.odometry import VisualOdometry, default_odometry_path, feature_maps, fit_odometry
-from agents.policies import DeadReckoningPolicy, VisualHomingPolicy, episode_rng
+from agents.policies import DeadReckoningPolicy, VisualHomingPolicy
 from agents.representation import load_world_model
 from envs.rotations import conjugate_by, quat_mul
 from envs.scene import CAMERA_TO_WORLD
 from seqjepa.probes import MLPProbeConfig
-from tests.conftest import tiny_checkpoint
+from tests.conftest import homing_success, tiny_checkpoint
 
 SMALL_PROBE = MLPProbeConfig(hidden=(16,), steps=20, eval_every=10)
 
@@ -75,23 +75,11 @@ class TrueVision(Homing):
         self._visual = Rotation.from_quat(conjugate_by(CAMERA_TO_WORLD.T, world_path)).as_rotvec()
 
 
-def _success(env: Homing, policy, episodes: int) -> float:
-    wins = 0
-    for episode in range(episodes):
-        obs, info = env.reset(seed=episode)
-        policy.begin(env, episode_rng(0, episode))
-        done = False
-        while not done:
-            obs, _, done, _, info = env.step(policy.act(obs, info))
-        wins += info["success"]
-    return wins / episodes
-
-
 @pytest.mark.parametrize("residual", [0.0, 0.5])
 def test_trusting_right_vision_homes_through_noise_where_dead_reckoning_drifts(rotate, residual):
     checkpoint, summary = rotate
     noisy = {"action_noise": np.radians(5.0)}
     env = TrueVision(checkpoint, odometry=summary["odometry"], base_kwargs=noisy, residual=residual)
-    seeing = _success(env, VisualHomingPolicy(alpha=1.0), 12)
-    blind = _success(env, DeadReckoningPolicy(), 12)
+    seeing = homing_success(env, VisualHomingPolicy(alpha=1.0), 12)
+    blind = homing_success(env, DeadReckoningPolicy(), 12)
     assert seeing >= 0.75 and blind <= 0.5, (seeing, blind)

@@ -17,7 +17,7 @@ from agents.homing import Homing
 from agents.policies import CoveragePolicy, DeadReckoningPolicy, RandomPolicy, episode_rng
 from agents.recognition import ActiveRecognition, Classifier, fit_classifier
 from seqjepa.probes import LinearHead
-from tests.conftest import tiny_checkpoint
+from tests.conftest import homing_success, tiny_checkpoint
 
 TASK_IDS = list(agents.TASK_IDS)
 
@@ -63,28 +63,16 @@ def test_every_task_passes_the_checker_and_is_deterministic(
     np.testing.assert_allclose(restored.reset(seed=4)[0]["z_agg"], env.reset(seed=4)[0]["z_agg"])
 
 
-def _homing_success(env: Homing, policy, episodes: int) -> float:
-    wins = 0
-    for episode in range(episodes):
-        obs, info = env.reset(seed=episode)
-        policy.begin(env, episode_rng(0, episode))
-        done = False
-        while not done:
-            obs, _, done, _, info = env.step(policy.act(obs, info))
-        wins += info["success"]
-    return wins / episodes
-
-
 @pytest.mark.parametrize("base", ["Rotate", "Saccade"])
 def test_dead_reckoning_homes_without_noise_and_random_mostly_fails(base, checkpoints):
     env = Homing(checkpoints[base], f"SeqJEPA-{base}-v0")
-    assert _homing_success(env, DeadReckoningPolicy(), 8) == 1.0
-    assert _homing_success(env, RandomPolicy(), 8) <= 0.25
+    assert homing_success(env, DeadReckoningPolicy(), 8) == 1.0
+    assert homing_success(env, RandomPolicy(), 8) <= 0.25
 
 
 def test_residual_homing_with_no_correction_is_dead_reckoning(checkpoints):
     env = Homing(checkpoints["Rotate"], residual=0.3)
-    assert _homing_success(env, DeadReckoningPolicy(), 6) == 1.0  # sends zero corrections
+    assert homing_success(env, DeadReckoningPolicy(), 6) == 1.0  # sends zero corrections
     policy = RandomPolicy()  # random corrections move the end away from home
     _, info = env.reset(seed=0)
     policy.begin(env, episode_rng(0, 0))
@@ -95,7 +83,7 @@ def test_residual_homing_with_no_correction_is_dead_reckoning(checkpoints):
 
 def test_actuation_noise_defeats_dead_reckoning(checkpoints):
     env = Homing(checkpoints["Rotate"], base_kwargs={"action_noise": np.radians(8.0)})
-    assert _homing_success(env, DeadReckoningPolicy(), 12) < 0.75
+    assert homing_success(env, DeadReckoningPolicy(), 12) < 0.75
 
 
 def test_homing_rewards_sum_to_the_error_reduction(checkpoints):
