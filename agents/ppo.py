@@ -55,6 +55,9 @@ class AgentConfig:
     """Discount (episodes are a handful of steps)."""
     ent_coef: float = 0.01
     """Entropy bonus: keeps the policy exploring early on."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Box action's Gaussian (SB3's default 0: std 1, the
+    whole action range; a residual correction wants less). Unused for Discrete actions."""
     observation_keys: tuple[str, ...] = ()
     """The task's observation keys the policy sees (empty: all of them). E.g. ("steps_left",
     "taken") for a pose choice that ignores the world model's ~850 feature dimensions."""
@@ -128,6 +131,7 @@ def train_agent(cfg: AgentConfig) -> Path:
         learning_rate=cfg.lr,
         gamma=cfg.gamma,
         ent_coef=cfg.ent_coef,
+        policy_kwargs={"log_std_init": cfg.log_std_init},
         seed=cfg.seed,
         device=cfg.device,
         verbose=0,

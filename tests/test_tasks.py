@@ -198,6 +198,7 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, keys, checkpoi
         batch_size=32,
         epochs=1,
         observation_keys=keys,
+        log_std_init=-1.0,
     )
     path = train_agent(cfg)
     assert path.is_file() and (tmp_path / "ppo" / "progress.csv").is_file()
@@ -206,6 +207,8 @@ def test_ppo_trains_a_few_hundred_steps_and_its_policy_runs(task, keys, checkpoi
     assert set(policy.model.observation_space.spaces) >= set(keys)
     if keys:
         assert set(policy.model.observation_space.spaces) == set(keys)
+    if "Homing" in task:  # a Box action: its Gaussian started narrow, and 256 steps keep it so
+        assert np.allclose(policy.model.policy.log_std.detach().numpy(), -1.0, atol=0.05)
     records = run_episodes(task, checkpoints["Rotate"], policy, 2, seed=0)
     with pytest.raises(ValueError, match="which this task's observation lacks"):
         policy.act({"view": np.zeros((24, 24, 3), np.uint8)}, {})
