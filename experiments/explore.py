@@ -63,14 +63,15 @@ class HomingRun:
     kwargs: dict[str, Any] = field(default_factory=dict)
     policies: tuple[str, ...] = ()
     """Non-learned policies; empty: ``ExploreConfig.homing_policies``."""
-    observation_keys: tuple[str, ...] = ()
-    """What PPO sees; empty: ``ExploreConfig.agent.observation_keys``."""
+    agent: dict[str, Any] = field(default_factory=dict)
+    """PPO settings of this run over ``ExploreConfig.agent`` (e.g. what it observes)."""
     odometry: bool = False
     """The task observes visual odometry (fitted once per benchmark run)."""
 
 
 #: Homing runs by label. The residual runs' PPO corrects dead reckoning; in the vision run it
-#: sees only the two estimates of the way home (commands, vision) and the steps left.
+#: sees only the two estimates of the way home (commands, vision) and the steps left, and its
+#: Gaussian starts narrow, without an entropy bonus (docs/agents.md: it did better so).
 HOMING = {
     "SeqJEPA-Homing-Rotate-v0": HomingRun("SeqJEPA-Homing-Rotate-v0"),
     NOISY: HomingRun(NOISY),
@@ -79,7 +80,11 @@ HOMING = {
         NOISY,
         {"residual": 0.5},
         ("dead-reckoning", "visual-homing"),
-        ("steps_left", "dead_reckoning", "visual_path"),
+        {
+            "observation_keys": ("steps_left", "dead_reckoning", "visual_path"),
+            "log_std_init": -1.0,
+            "ent_coef": 0.0,
+        },
         odometry=True,
     ),
 }
@@ -323,22 +328,18 @@ def run(cfg: ExploreConfig) -> Path:
             if summary.exists()
             else fit_odometry(worlds["rotate"].path, pairs=cfg.odometry_pairs, out=path)
         )
-    # label -> (task id, world model, task kwargs, PPO's observation keys)
-    runs = {
-        task: (task, world, task_kwargs[task], cfg.agent.observation_keys)
-        for task, world in recognition_tasks.items()
-    }
+    # label -> (task id, world model, task kwargs, PPO settings over cfg.agent)
+    runs = {task: (task, world, task_kwargs[task], {}) for task, world in recognition_tasks.items()}
     for label, run in homing_runs.items():
         kwargs = run.kwargs | ({"odometry": odometry["odometry"]} if run.odometry else {})
-        keys = run.observation_keys or cfg.agent.observation_keys
-        runs[label] = (run.task, "rotate", kwargs, keys)
+        runs[label] = (run.task, "rotate", kwargs, run.agent)
     policies: dict[str, dict[int, str]] = {}  # label -> seed -> saved PPO policy
-    for label, (task, world, kwargs, keys) in runs.items():
+    for label, (task, world, kwargs, overrides) in runs.items():
         for seed in cfg.seeds:
             agent = AgentConfig(
                 **asdict(cfg.agent)
+                | overrides
                 | {
-                    "observation_keys": keys,
                     "task": task,
                     "checkpoint": str(worlds[world].path),
                     "task_kwargs": json.dumps(kwargs),
