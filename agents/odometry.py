@@ -14,7 +14,6 @@ plain arrays, no pickles).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from agents.representation import WorldModel, load_world_model
 from agents.tasks import make_base_env
 from seqjepa.metrics import r2_score
 from seqjepa.probes import MLPProbeConfig, MLPRegressor, Samples, train_mlp_regressor
-from seqjepa.rollouts import write_text_atomic
+from seqjepa.rollouts import write_npz_atomic, write_text_atomic
 from seqjepa.train import use_bf16
 
 ODOMETRY_FILE = "odometry.npz"
@@ -77,13 +76,8 @@ class VisualOdometry:
             return self.probe(torch.cat([start, now, now - start], dim=-1)).double().numpy()
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
         arrays = {key: value.cpu().numpy() for key, value in self.probe.state_dict().items()}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("wb") as f:  # np.savez on a file object: the name stays ours
-            np.savez(f, **arrays, stages=self.stages, format=FORMAT)
-        os.replace(tmp, path)  # atomically: a crash leaves the old file or none
-        return path
+        return write_npz_atomic(Path(path), **arrays, stages=self.stages, format=FORMAT)
 
     @classmethod
     def load(cls, path: str | Path, world: WorldModel) -> VisualOdometry:

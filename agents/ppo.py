@@ -24,7 +24,7 @@ from tqdm import tqdm
 import agents  # noqa: F401  (registers the task ids)
 from agents.policies import Policy
 from agents.representation import WorldModel, load_world_model
-from seqjepa.rollouts import write_text_atomic
+from seqjepa.rollouts import write_npz_atomic, write_text_atomic
 
 
 @dataclass
@@ -159,10 +159,7 @@ def save_normalisation(venv: VecNormalize, path: Path) -> None:
     arrays = {"clip_obs": np.array(venv.clip_obs), "epsilon": np.array(venv.epsilon)}
     for key, rms in venv.obs_rms.items():
         arrays[f"mean/{key}"], arrays[f"var/{key}"] = rms.mean, rms.var
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays)
-    tmp.replace(path)
+    write_npz_atomic(path, **arrays)
 
 
 class PPOPolicy(Policy):

@@ -19,7 +19,6 @@ views, its L2 penalty chosen on held-out train instances. It is saved beside the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from agents.representation import RepresentationWrapper, WorldModel, load_world_
 from agents.tasks import make_base_env, world_and_base
 from envs.object_scene import check_choice, discrete_index
 from seqjepa.probes import LinearHead, Samples, fit_linear_head
-from seqjepa.rollouts import write_text_atomic
+from seqjepa.rollouts import write_npz_atomic, write_text_atomic
 
 REWARDS = ("dense", "sparse")
 CLASSIFIER_FILE = "classifier.npz"
@@ -68,11 +67,7 @@ class Classifier:
             field: np.stack([np.asarray(getattr(h, field)) for h in self.heads])
             for field in self.FIELDS
         }
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("wb") as f:  # np.savez on a file object: the name stays ours
-            np.savez(f, **stacked, categories=np.array(self.categories))
-        os.replace(tmp, path)  # atomically: a crash leaves the old classifier or none
-        return path
+        return write_npz_atomic(path, **stacked, categories=np.array(self.categories))
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:

@@ -79,6 +79,21 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_npz_atomic(path: Path, **arrays: Any) -> Path:
+    """``np.savez`` of ``arrays`` to ``path``, atomically as ``write_text_atomic`` (on a file
+    object, so numpy does not append ".npz" to the temporary's name). Returns ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """JSON (sorted keys) to ``path``, atomically."""
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
