@@ -161,6 +161,12 @@ def fit_odometry(
     as many more for early stopping), score it on test-split objects, save it (default:
     beside the checkpoint) with a JSON summary; returns the summary. ``stages`` 0: the last
     but one stage."""
+    if not isinstance(pairs, int) or pairs < 5:
+        raise ValueError(
+            f"pairs must be an integer >= 5 (a fifth more are held out), got {pairs!r}"
+        )
+    if not (np.isfinite(max_deg) and max_deg > 0):
+        raise ValueError(f"max_deg must be a positive number of degrees, got {max_deg!r}")
     world = load_world_model(checkpoint, device)
     depth = len(world.model.encoder.stage_ends)
     stages = stages or max(depth - 1, 1)

@@ -51,10 +51,13 @@ def test_odometry_round_trips_and_its_errors_name_the_problem(rotate, tmp_path):
     with pytest.raises(ValueError, match="fit it again"):
         VisualOdometry.load(summary["odometry"], other)
     with pytest.raises(ValueError, match="one step"):
-        fit_odometry(checkpoint, pairs=4, max_deg=45.0, probe=SMALL_PROBE)
+        fit_odometry(checkpoint, pairs=8, max_deg=45.0, probe=SMALL_PROBE)
+    for bad in ({"pairs": 0}, {"pairs": 2.5}, {"max_deg": float("nan")}, {"max_deg": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            fit_odometry(checkpoint, **({"pairs": 8} | bad), probe=SMALL_PROBE)
 
 
-def test_homing_observes_what_vision_says_the_path_is(rotate):
+def test_homing_observes_what_vision_says_the_path_is(rotate, tmp_path):
     checkpoint, summary = rotate
     env = Homing(checkpoint, odometry=summary["odometry"])
     obs, info = env.reset(seed=0)
@@ -64,6 +67,10 @@ def test_homing_observes_what_vision_says_the_path_is(rotate):
     assert env.observation_space.contains(obs)
     with pytest.raises(ValueError, match="visual-homing needs"):
         VisualHomingPolicy().begin(Homing(checkpoint), np.random.default_rng(0))
+    glimpses = {"scene_size": 64, "glimpse_size": 16}
+    saccade = tiny_checkpoint(tmp_path / "s.pt", "SeqJEPA-Saccade-v0", 16, "window", 2, glimpses)
+    with pytest.raises(ValueError, match="reads turns"):
+        Homing(saccade, "SeqJEPA-Saccade-v0", odometry=summary["odometry"])
 
 
 class TrueVision(Homing):
