@@ -37,6 +37,11 @@ class ModelConfig:
     """BasicBlocks per stage (ResNet-18: 2, 2, 2, 2)."""
     stem: str = "standard"
     """ResNet stem: standard (7x7/2 + max-pool), small (3x3/1), cheap (3x3/2)."""
+    pool_grid: int = 1
+    """Pooling of the last feature map into z: 1 is global average pooling (the paper); g > 1
+    averages g x g cells and projects their concatenation linearly to z, so z keeps where
+    things are in the view (a pose cue that global pooling discards). An option for the
+    equivariance study."""
     action_proj_dim: int = 128
     """Width of the action projection (Linear without bias + BatchNorm without affine)."""
     layers: int = 3
@@ -78,7 +83,7 @@ class SeqJEPA(nn.Module):
         self.config = config
         if config.targets < 1:
             raise ValueError(f"targets must be >= 1, got {config.targets}")
-        self.encoder = ResNet(config.widths, config.depths, config.stem)
+        self.encoder = ResNet(config.widths, config.depths, config.stem, config.pool_grid)
         self.target_encoder = copy.deepcopy(self.encoder)
         for p in self.target_encoder.parameters():
             p.requires_grad_(False)

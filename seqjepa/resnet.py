@@ -54,19 +54,39 @@ def make_stem(kind: str, out_channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), pool)
 
 
+class GridPool(nn.Module):
+    """Average over a ``grid`` x ``grid`` layout of cells, flatten, project linearly back to C.
+
+    Global average pooling (grid 1) keeps what is in the view and discards where: a small turn
+    of the object moves its parts across the map, which pooling averages away. Keeping a coarse
+    layout lets z carry that pose (docs/equivariance.md)."""
+
+    def __init__(self, channels: int, grid: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.proj = nn.Linear(channels * grid * grid, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(x).flatten(1))
+
+
 class ResNet(nn.Module):
     """A ResNet trunk: stem, stages of BasicBlocks (the first of each later stage strides 2),
-    global average pooling. ``forward`` maps (B, 3, H, W) float images to (B, widths[-1])."""
+    global average pooling (or ``GridPool`` for ``pool_grid`` > 1). ``forward`` maps
+    (B, 3, H, W) float images to (B, widths[-1])."""
 
     def __init__(
         self,
         widths: tuple[int, ...] = (64, 128, 256, 512),
         depths: tuple[int, ...] = (2, 2, 2, 2),
         stem: str = "standard",
+        pool_grid: int = 1,
     ) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {widths} and depths {depths} must be non-empty, equal length")
+        if pool_grid < 1:
+            raise ValueError(f"pool_grid must be >= 1, got {pool_grid}")
         self.stem = make_stem(stem, widths[0])
         blocks: list[nn.Module] = []
         in_channels = widths[0]
@@ -78,14 +98,18 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         #: blocks[:stage_ends[k]] are the first k + 1 stages
         self.stage_ends = tuple(itertools.accumulate(depths))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool: nn.Module = (
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+            if pool_grid == 1
+            else GridPool(widths[-1], pool_grid)
+        )
         self.out_dim = widths[-1]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.blocks(self.stem(x))).flatten(1)
+        return self.pool(self.blocks(self.stem(x)))
 
     def feature_map(self, x: torch.Tensor, stages: int) -> torch.Tensor:
         """The (B, C, h, w) map after the first ``stages`` stages, before pooling: it keeps where

@@ -32,7 +32,7 @@ class VICReg(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ResNet(config.widths, config.depths, config.stem)
+        self.encoder = ResNet(config.widths, config.depths, config.stem, config.pool_grid)
         self.z_dim = self.encoder.out_dim
         self.d_model = self.z_dim  # the sequence representation is the mean z
         width = 4 * self.z_dim  # the paper's expander is 4x the representation (8192 for 2048)

@@ -17,6 +17,7 @@ from experiments.collect import CollectConfig
 from experiments.collect import run as collect
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
 from seqjepa.model import ModelConfig, SeqJEPA, count_parameters, ema_momentum
+from seqjepa.resnet import ResNet
 from seqjepa.rollouts import RolloutDataset
 from seqjepa.train import (
     PRESETS,
@@ -88,6 +89,27 @@ def test_paper_preset_has_the_papers_parameter_count():
     assert count_parameters(model) == pytest.approx(27.3e6, rel=0.01)  # ANCHORS.md
     assert count_parameters(model.encoder) == pytest.approx(11.2e6, rel=0.01)
     assert count_parameters(model.aggregator) == pytest.approx(14.8e6, rel=0.01)
+
+
+def test_grid_pooling_keeps_where_global_pooling_forgets():
+    """Swapping the left and right halves of the last map leaves global average pooling
+    unchanged; a 2 x 2 grid pool tells them apart. The default keeps the paper's encoder."""
+    torch.manual_seed(0)
+    encoder = ResNet((8, 16), (1, 1), "cheap", pool_grid=2)
+    assert [n for n, _ in ResNet((8, 16), (1, 1), "cheap").named_parameters()][-1].startswith(
+        "blocks"
+    )  # pool_grid 1 adds no parameters: old checkpoints load unchanged
+    fmap = torch.randn(2, 16, 4, 4)
+    swapped = torch.cat([fmap[..., 2:], fmap[..., :2]], dim=-1)
+    global_pool = ResNet((8, 16), (1, 1), "cheap").pool
+    assert torch.allclose(global_pool(fmap), global_pool(swapped), atol=1e-6)
+    assert not torch.allclose(encoder.pool(fmap), encoder.pool(swapped), atol=1e-3)
+    assert encoder(torch.rand(3, 3, 16, 16)).shape == (3, 16)
+    model = SeqJEPA(dataclasses.replace(TINY, pool_grid=2))
+    loss, extras = model.loss(views(3, 4), torch.randn(3, 4, 4))
+    assert extras["z"].shape == (3, 3, 32) and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="pool_grid"):
+        ResNet((8, 16), (1, 1), "cheap", pool_grid=0)
 
 
 def test_schedule_and_weight_decay_groups():
