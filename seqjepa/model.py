@@ -73,6 +73,14 @@ class ModelConfig:
     views; the model observes the first M and predicts each of the last K from the same z_AGG,
     each by its action from the last observed view (seqjepa.data builds those): K predictions
     per encoder pass over the context. An option for the demo's short budgets."""
+    relative_weight: float = 0.0
+    """Weight of a relative-target term added to the loss (0: the paper's loss; needs
+    targets >= 2): 1 - cos between each prediction's deviation from the mean of its sequence's
+    K predictions and its target's deviation from the mean of the K targets. The K targets show
+    one object in one scene, so their deviations are the part of z that depends on the view
+    alone, which the plain loss lets the predictor ignore (docs/equivariance.md). A predictor
+    that ignores the actions makes K equal predictions and gets no gradient from this term.
+    An option for the equivariance study."""
 
 
 class SeqJEPA(nn.Module):
@@ -83,6 +91,12 @@ class SeqJEPA(nn.Module):
         self.config = config
         if config.targets < 1:
             raise ValueError(f"targets must be >= 1, got {config.targets}")
+        if config.relative_weight < 0 or (config.relative_weight > 0 and config.targets < 2):
+            raise ValueError(
+                "relative_weight must be >= 0 and needs targets >= 2 (deviations from the "
+                f"mean of one target are zero); got {config.relative_weight} with "
+                f"targets={config.targets}"
+            )
         self.encoder = ResNet(config.widths, config.depths, config.stem, config.pool_grid)
         self.target_encoder = copy.deepcopy(self.encoder)
         for p in self.target_encoder.parameters():
@@ -211,7 +225,8 @@ class SeqJEPA(nn.Module):
     def loss(
         self, views: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences.
+        """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences, plus
+        ``relative_weight`` times the relative-target term (ModelConfig.relative_weight).
 
         views (B, M+K, H, W, 3) uint8; actions (B, M+K, A) aligned with the views (module
         docstring; K = ``config.targets``, each target's action leading from view M-1).
@@ -238,7 +253,12 @@ class SeqJEPA(nn.Module):
             "target": target.detach(),
             "cosine": cosine.detach(),
         }
-        return (1 - cosine).mean(), extras
+        loss = (1 - cosine).mean()
+        if self.config.relative_weight > 0:
+            relative = relative_cosine(prediction.float(), target.detach().float(), k)
+            extras["relative_cosine"] = relative.detach()
+            loss = loss + self.config.relative_weight * (1 - relative).mean()
+        return loss, extras
 
     def forward(
         self, views: torch.Tensor, actions: torch.Tensor
@@ -288,6 +308,24 @@ def normalise_target(target: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     if config.target_norm == "standardise":
         target = target / target.std(dim=0).clamp_min(1e-6)
     return target
+
+
+def relative_cosine(prediction: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """cos between each of K predictions' deviation from their sequence's mean and the matching
+    target's deviation from its sequence's mean: (B*K, D) rows in sequence order -> (B*K,).
+
+    A deviation under 1e-3 of the mean's norm counts as none, so equal predictions (and those
+    equal but for rounding: a batched matmul need not round identical rows alike) score ~0
+    instead of a cosine of rounding noise."""
+
+    def deviations(x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, k, x.shape[-1])
+        mean = x.mean(dim=1, keepdim=True)
+        deviation = x - mean
+        floor = 1e-3 * mean.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return (deviation / deviation.norm(dim=-1, keepdim=True).maximum(floor)).flatten(0, 1)
+
+    return (deviations(prediction) * deviations(target)).sum(dim=-1)
 
 
 def ema_momentum(step: int, total_steps: int, base: float = 0.996) -> float:

@@ -554,6 +554,8 @@ def _monitor(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> dict[str, f
     row = {"effective_rank": rank, "z_std": std}
     if "target" in extras:  # a predictive model (VICReg has no predictor)
         row["action_use_gap"] = action_use_gap(model, extras, actions)
+    if "relative_cosine" in extras:
+        row["relative_cosine"] = float(extras["relative_cosine"].mean())
     if rank < 0.05 * min(z.shape) or std < 0.01:
         warnings.warn(
             f"representation collapse? effective rank {rank:.1f} of {min(z.shape)}, "

@@ -16,7 +16,13 @@ from scipy.spatial.transform import Rotation
 from experiments.collect import CollectConfig
 from experiments.collect import run as collect
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
-from seqjepa.model import ModelConfig, SeqJEPA, count_parameters, ema_momentum
+from seqjepa.model import (
+    ModelConfig,
+    SeqJEPA,
+    count_parameters,
+    ema_momentum,
+    relative_cosine,
+)
 from seqjepa.resnet import ResNet
 from seqjepa.rollouts import RolloutDataset
 from seqjepa.train import (
@@ -200,6 +206,30 @@ def test_several_targets_average_their_single_target_losses():
     assert torch.allclose(loss, torch.stack(losses).mean(), atol=1e-6)
     with pytest.raises(ValueError, match="targets"):
         SeqJEPA(dataclasses.replace(TINY, targets=0))
+
+
+def test_relative_target_term_scores_the_view_dependent_part_only():
+    target = torch.randn(6, 8)  # 2 sequences x 3 targets
+    shared = torch.randn(2, 1, 8).expand(2, 3, 8).reshape(6, 8)
+    assert torch.allclose(relative_cosine(target + 5 * shared, target, 3), torch.ones(6))
+    equal = target.reshape(2, 3, 8).mean(1, keepdim=True).expand(2, 3, 8).reshape(6, 8)
+    assert torch.equal(relative_cosine(equal, target, 3), torch.zeros(6))
+    rounding = equal + 1e-7 * torch.randn(6, 8)
+    assert relative_cosine(rounding, target, 3).abs().max() < 1e-3
+    seq, actions = views(4, 5), torch.randn(4, 5, 4)
+    plain = SeqJEPA(dataclasses.replace(TINY, targets=3)).eval()
+    weighted = SeqJEPA(dataclasses.replace(TINY, targets=3, relative_weight=0.5)).eval()
+    weighted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        loss, _ = plain.loss(seq, actions)
+        total, extras = weighted.loss(seq, actions)
+    assert torch.allclose(total, loss + 0.5 * (1 - extras["relative_cosine"]).mean())
+    blind = SeqJEPA(dataclasses.replace(TINY, targets=3, relative_weight=0.5, use_actions=False))
+    blind.eval().load_state_dict(plain.state_dict())
+    _, extras = blind.loss(seq, actions)  # K equal predictions: the term gives no signal
+    assert extras["relative_cosine"].abs().max() < 1e-3
+    with pytest.raises(ValueError, match="targets >= 2"):
+        SeqJEPA(dataclasses.replace(TINY, relative_weight=0.5))
 
 
 def test_batch_order_depends_on_the_step_only():
