@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+REPORT_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -29,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/seqjepa-gym bench
 
 report: $(STAMP)
-	$(BIN)/seqjepa-gym report
+	$(BIN)/seqjepa-gym report $(REPORT_ARGS)
 
 explore: $(STAMP)
 	$(BIN)/seqjepa-gym explore

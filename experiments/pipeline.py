@@ -21,7 +21,14 @@ from experiments import collect
 from seqjepa.evaluate import EvalConfig, evaluate
 from seqjepa.methods import method_views
 from seqjepa.probes import MLPProbeConfig
-from seqjepa.train import latest_checkpoint, preset_config, train
+from seqjepa.train import (
+    config_from_dict,
+    latest_checkpoint,
+    preset_config,
+    resolve_method,
+    same_run,
+    train,
+)
 
 
 @dataclass
@@ -59,6 +66,10 @@ class PipelineConfig:
     VICReg and window mode. Predicting all 5 remaining views of the demo's 8 took 1.20x the
     time per step (538 s vs 449 s for 1000 steps, two trainings at a time, one thread each) and
     lifted z_AGG top-1 at M_val = 5 from 0.585 to 0.710 (docs/equivariance.md)."""
+    relative_weight: float = 0.0
+    """Weight of the relative-target term (ModelConfig.relative_weight; the paper: 0) for the
+    models that predict two or more targets; the others (VICReg, window mode) train without
+    it. The term gives a no-action model no gradient, so its twin trains as without it."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3
@@ -72,6 +83,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.targets < 1:  # refused before any collection or training
             raise ValueError(f"--pipeline.targets must be >= 1, got {self.targets}")
+        if not self.relative_weight >= 0:
+            raise ValueError(f"--pipeline.relative-weight must be >= 0, got {self.relative_weight}")
 
     def describe(self) -> str:
         """One line for reports: the data and recipe every model of the run shared."""
@@ -79,7 +92,13 @@ class PipelineConfig:
             f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
             f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
             f"of batch {self.batch_size}, lr {self.lr:g}, EMA from {self.ema_base}, "
-            f"target_norm={self.target_norm}, up to {self.targets} targets per sequence; "
+            f"target_norm={self.target_norm}, up to {self.targets} targets per sequence"
+            + (
+                f" (relative-target weight {self.relative_weight:g})"
+                if self.relative_weight
+                else ""
+            )
+            + "; "
             f"probes: {self.probe_steps} MLP steps."
         )
 
@@ -219,11 +238,22 @@ def train_method(
         ema_base=cfg.ema_base,
         seed=seed,
         checkpoint_every=max(cfg.steps // 4, 1),
-        model=dataclasses.replace(base.model, target_norm=cfg.target_norm, targets=targets),
+        model=dataclasses.replace(
+            base.model,
+            target_norm=cfg.target_norm,
+            targets=targets,
+            relative_weight=cfg.relative_weight if targets >= 2 else 0.0,
+        ),
         **overrides,
     )
     finished = out / f"checkpoint-{cfg.steps:07d}.pt"
     if finished.exists():
+        saved = config_from_dict(json.loads((out / "config.json").read_text()))
+        if not same_run(saved, resolve_method(train_cfg)):
+            raise ValueError(
+                f"{out} holds a finished training with other settings than this run's; "
+                "continue it with the settings it was made with, or start a new folder"
+            )
         return finished
     resume = latest_checkpoint(out) is not None  # an interrupted run continues
     checkpoint = train(dataclasses.replace(train_cfg, resume=resume))

@@ -108,8 +108,10 @@ def load_model(cfg: EvalConfig) -> tuple[torch.nn.Module, TrainConfig, dict[str,
     train_cfg = config_from_dict(state["config"])
     torch.manual_seed(cfg.seed)
     # The suite predicts one view at a time (BatchNorm recalibration runs the loss on M_tr + 1
-    # views); the number of training targets changes no weight.
-    model = build_model(train_cfg.method, dataclasses.replace(train_cfg.model, targets=1))
+    # views); the number of training targets, and the loss terms over them, change no weight.
+    model = build_model(
+        train_cfg.method, dataclasses.replace(train_cfg.model, targets=1, relative_weight=0.0)
+    )
     if not cfg.random_encoder:
         model.load_state_dict(state["model"])
     info = {

@@ -291,12 +291,7 @@ def train(cfg: TrainConfig) -> Path | None:
     if (bool(cfg.data) + bool(cfg.env) + bool(cfg.synthetic)) != 1:
         raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
     check_numbers(cfg)
-    check_method(cfg.method)
-    cfg = dataclasses.replace(
-        cfg,
-        views=method_views(cfg.method, cfg.views),
-        model=method_model_config(cfg.method, cfg.model),
-    )
+    cfg = resolve_method(cfg)
     if cfg.model.targets != 1 and (not cfg.data or cfg.method == "vicreg"):
         raise ValueError(
             "--model.targets > 1 needs recorded data (--data, a subset mode) and a seq-JEPA "
@@ -405,14 +400,31 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return torch.distributed.get_rank(), world, device
 
 
+def resolve_method(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as the run trains and saves it: the method sets the views per sequence and the
+    model options it implies (no-action: use_actions False)."""
+    check_method(cfg.method)
+    return dataclasses.replace(
+        cfg,
+        views=method_views(cfg.method, cfg.views),
+        model=method_model_config(cfg.method, cfg.model),
+    )
+
+
+def same_run(saved: TrainConfig, cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` continues the run ``saved`` describes: equal but for the fields that
+    only say how far and how fast to go, and where the run folder is now."""
+    same = {"resume": True, "steps": cfg.steps, "workers": cfg.workers, "stop_after": 0,
+            "out": cfg.out}  # fmt: skip
+    return dataclasses.replace(saved, **same) == dataclasses.replace(cfg, **same)
+
+
 def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -> tuple[int, dict]:
     path = latest_checkpoint(out)
     if path is None:
         raise ValueError(f"--resume: no checkpoint in {out}")
     state = load_checkpoint(path)
-    saved = config_from_dict(state["config"])
-    same = {"resume": True, "steps": cfg.steps, "workers": cfg.workers, "stop_after": 0}
-    if dataclasses.replace(saved, **same) != dataclasses.replace(cfg, **same):
+    if not same_run(config_from_dict(state["config"]), cfg):
         raise ValueError(f"{path}: saved for a different config; start a new --out")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

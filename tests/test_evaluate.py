@@ -184,9 +184,12 @@ def small_eval(checkpoint, data, out, **overrides) -> dict:
 def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
     cfg = preset_config("tiny", data=str(eval_data), out=str(tmp_path / "run"), steps=4,
                         batch_size=8, views=2)  # fmt: skip
-    # 1 observed view + 3 targets per training sequence; evaluated one view at a time
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, targets=3))
-    checkpoint = train(cfg)
+    # 1 observed view + 3 targets per training sequence (with the relative-target term, a
+    # training loss only); evaluated one view at a time
+    model = dataclasses.replace(cfg.model, targets=3, relative_weight=0.5)
+    checkpoint = train(dataclasses.replace(cfg, model=model))
+    logged = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert -1 <= logged[-1]["relative_cosine"] <= 1
     metrics = small_eval(checkpoint, eval_data, tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     jsonschema.validate(written, SCHEMA)

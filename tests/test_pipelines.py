@@ -18,26 +18,36 @@ TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers
 
 
 def test_report_runs_every_baseline_and_resumes(tmp_path):
-    cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=TOY, seeds=(0, 1), m_tr=(1, 3, 2))
+    pipeline = dataclasses.replace(TOY, relative_weight=0.5)
+    cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
     report = (run_dir / "report.md").read_text()
     for row in ("VICReg", "M_tr=1", "no-action", "random encoder", "Equivariance"):
         assert row in report
     assert (run_dir / "heatmap_top1.png").stat().st_size > 0
     # every view of a 4-view episode beyond the context is a target (VICReg: n/a)
-    targets = {
-        path.parent.name: json.loads(path.read_text())["model"]["targets"]
+    models = {
+        path.parent.name: json.loads(path.read_text())["model"]
         for path in run_dir.glob("*/config.json")
     }
+    targets = {name: model["targets"] for name, model in models.items()}
     assert targets == {"seq-JEPA-seed-0": 1, "seq-JEPA-seed-1": 1, "no-action-seed-0": 1,
                        "no-action-seed-1": 1, "M_tr1": 3, "M_tr2": 2, "VICReg": 1}  # fmt: skip
+    # the relative-target term only where there are two targets or more to compare
+    weighted = {name for name, model in models.items() if model["relative_weight"] > 0}
+    assert weighted == {"M_tr1", "M_tr2"}
     with pytest.raises(ValueError, match="targets"):
         dataclasses.replace(TOY, targets=0)
+    with pytest.raises(ValueError, match="relative-weight"):
+        dataclasses.replace(TOY, relative_weight=float("nan"))
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
-    benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=TOY, seeds=(0, 1),
-                                         m_tr=(1, 3, 2)))  # fmt: skip
+    benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=pipeline,
+                                         seeds=(0, 1), m_tr=(1, 3, 2)))  # fmt: skip
     assert stamps == {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
+    with pytest.raises(ValueError, match="other settings"):  # never reuse another recipe's run
+        benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=TOY, seeds=(0, 1),
+                                             m_tr=(1, 3, 2)))  # fmt: skip
 
 
 @pytest.mark.slow
