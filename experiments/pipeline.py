@@ -69,7 +69,7 @@ class PipelineConfig:
     relative_weight: float = 0.0
     """Weight of the relative-target term (ModelConfig.relative_weight; the paper: 0) for the
     models that predict two or more targets; the others (VICReg, window mode) train without
-    it. The term gives a no-action model no gradient, so its twin trains as without it."""
+    it, and so does the no-action twin (seqjepa.model.ModelConfig.relative_weight)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3

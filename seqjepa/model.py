@@ -78,9 +78,9 @@ class ModelConfig:
     targets >= 2): 1 - cos between each prediction's deviation from the mean of its sequence's
     K predictions and its target's deviation from the mean of the K targets. The K targets show
     one object in one scene, so their deviations are the part of z that depends on the view
-    alone, which the plain loss lets the predictor ignore (docs/equivariance.md). A predictor
-    that ignores the actions makes K equal predictions and gets no gradient from this term.
-    An option for the equivariance study."""
+    alone, which the plain loss lets the predictor ignore (docs/equivariance.md). A model
+    without actions (use_actions False) makes K equal predictions and skips the term, so the
+    no-action twin trains exactly as without it. An option for the equivariance study."""
 
 
 class SeqJEPA(nn.Module):
@@ -254,7 +254,10 @@ class SeqJEPA(nn.Module):
             "cosine": cosine.detach(),
         }
         loss = (1 - cosine).mean()
-        if self.config.relative_weight > 0:
+        # A no-action model's K predictions are equal: the term is constant for it in exact
+        # arithmetic, but its per-target gradients only cancel up to rounding, and under bf16
+        # that residue wrecked a twin (session 9, with a floor of 1e-3).
+        if self.config.relative_weight > 0 and self.config.use_actions:
             relative = relative_cosine(prediction.float(), target.detach().float(), k)
             extras["relative_cosine"] = relative.detach()
             loss = loss + self.config.relative_weight * (1 - relative).mean()
@@ -281,6 +284,9 @@ class SeqJEPA(nn.Module):
 
 
 TARGET_NORMS = ("none", "center", "standardise")
+#: relative_cosine's floor on a prediction's deviation, in norms of the mean prediction. It was
+#: 1e-3 in session 9's first runs, which amplified rounding noise 1000-fold (docs/equivariance.md).
+RELATIVE_FLOOR = 0.1
 ACTION_ENCODINGS = ("raw", "matrix")
 
 
@@ -314,15 +320,18 @@ def relative_cosine(prediction: torch.Tensor, target: torch.Tensor, k: int) -> t
     """cos between each of K predictions' deviation from their sequence's mean and the matching
     target's deviation from its sequence's mean: (B*K, D) rows in sequence order -> (B*K,).
 
-    A deviation under 1e-3 of the mean's norm counts as none, so equal predictions (and those
-    equal but for rounding: a batched matmul need not round identical rows alike) score ~0
-    instead of a cosine of rounding noise."""
+    A prediction's deviation is divided by its norm, but by no less than RELATIVE_FLOOR times
+    the norm of the mean prediction: near-equal predictions (early in training, or equal but
+    for rounding: a batched matmul need not round identical rows alike) then score ~0 with a
+    bounded gradient, instead of a cosine of rounding noise with a gradient of 1/|deviation|.
+    The targets' deviations are about half their mean's norm (cos 0.82 between two views of
+    an object), so a predictor that does reproduce them is scored by the plain cosine."""
 
     def deviations(x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, k, x.shape[-1])
         mean = x.mean(dim=1, keepdim=True)
         deviation = x - mean
-        floor = 1e-3 * mean.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        floor = RELATIVE_FLOOR * mean.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         return (deviation / deviation.norm(dim=-1, keepdim=True).maximum(floor)).flatten(0, 1)
 
     return (deviations(prediction) * deviations(target)).sum(dim=-1)
