@@ -88,18 +88,15 @@ class PipelineConfig:
 
     def describe(self) -> str:
         """One line for reports: the data and recipe every model of the run shared."""
+        relative = (
+            f", relative-target weight {self.relative_weight:g}" if self.relative_weight else ""
+        )
         return (
             f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
             f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
             f"of batch {self.batch_size}, lr {self.lr:g}, EMA from {self.ema_base}, "
             f"target_norm={self.target_norm}, up to {self.targets} targets per sequence"
-            + (
-                f" (relative-target weight {self.relative_weight:g})"
-                if self.relative_weight
-                else ""
-            )
-            + "; "
-            f"probes: {self.probe_steps} MLP steps."
+            f"{relative}; probes: {self.probe_steps} MLP steps."
         )
 
 

@@ -91,7 +91,7 @@ class SeqJEPA(nn.Module):
         self.config = config
         if config.targets < 1:
             raise ValueError(f"targets must be >= 1, got {config.targets}")
-        if config.relative_weight < 0 or (config.relative_weight > 0 and config.targets < 2):
+        if not config.relative_weight >= 0 or (config.relative_weight > 0 and config.targets < 2):
             raise ValueError(
                 "relative_weight must be >= 0 and needs targets >= 2 (deviations from the "
                 f"mean of one target are zero); got {config.relative_weight} with "

@@ -236,6 +236,8 @@ def test_relative_target_term_scores_the_view_dependent_part_only():
         assert torch.equal(blind.loss(seq, actions)[0], blind_plain.loss(seq, actions)[0])
     with pytest.raises(ValueError, match="targets >= 2"):
         SeqJEPA(dataclasses.replace(TINY, relative_weight=0.5))
+    with pytest.raises(ValueError, match="relative_weight"):
+        SeqJEPA(dataclasses.replace(TINY, targets=3, relative_weight=float("nan")))
 
 
 def test_batch_order_depends_on_the_step_only():
