@@ -70,6 +70,8 @@ class PipelineConfig:
     """Weight of the relative-target term (ModelConfig.relative_weight; the paper: 0) for the
     models that predict two or more targets; the others (VICReg, window mode) train without
     it, and so does the no-action twin (seqjepa.model.ModelConfig.relative_weight)."""
+    relative_warmup: int = 0
+    """Steps over which that term's weight ramps up from 0 (TrainConfig.relative_warmup)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3
@@ -85,12 +87,19 @@ class PipelineConfig:
             raise ValueError(f"--pipeline.targets must be >= 1, got {self.targets}")
         if not self.relative_weight >= 0:
             raise ValueError(f"--pipeline.relative-weight must be >= 0, got {self.relative_weight}")
+        if not 0 <= self.relative_warmup <= self.steps:
+            raise ValueError(
+                f"--pipeline.relative-warmup must be in [0, steps={self.steps}], "
+                f"got {self.relative_warmup}"
+            )
 
     def describe(self) -> str:
         """One line for reports: the data and recipe every model of the run shared."""
         relative = (
             f", relative-target weight {self.relative_weight:g}" if self.relative_weight else ""
         )
+        if self.relative_weight and self.relative_warmup:
+            relative += f" (ramped up over {self.relative_warmup} steps)"
         return (
             f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
             f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
@@ -233,6 +242,7 @@ def train_method(
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         ema_base=cfg.ema_base,
+        relative_warmup=cfg.relative_warmup,
         seed=seed,
         checkpoint_every=max(cfg.steps // 4, 1),
         model=dataclasses.replace(

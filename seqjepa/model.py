@@ -223,10 +223,11 @@ class SeqJEPA(nn.Module):
         return self.action_proj(actions)
 
     def loss(
-        self, views: torch.Tensor, actions: torch.Tensor
+        self, views: torch.Tensor, actions: torch.Tensor, relative_scale: float = 1.0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences, plus
-        ``relative_weight`` times the relative-target term (ModelConfig.relative_weight).
+        ``relative_scale * relative_weight`` times the relative-target term
+        (ModelConfig.relative_weight; the scale is the training's warm-up ramp of that term).
 
         views (B, M+K, H, W, 3) uint8; actions (B, M+K, A) aligned with the views (module
         docstring; K = ``config.targets``, each target's action leading from view M-1).
@@ -260,14 +261,15 @@ class SeqJEPA(nn.Module):
         if self.config.relative_weight > 0 and self.config.use_actions:
             relative = relative_cosine(prediction.float(), target.detach().float(), k)
             extras["relative_cosine"] = relative.detach()
-            loss = loss + self.config.relative_weight * (1 - relative).mean()
+            weight = relative_scale * self.config.relative_weight
+            loss = loss + weight * (1 - relative).mean()
         return loss, extras
 
     def forward(
-        self, views: torch.Tensor, actions: torch.Tensor
+        self, views: torch.Tensor, actions: torch.Tensor, relative_scale: float = 1.0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss (``loss``), so that DistributedDataParallel can wrap the model."""
-        return self.loss(views, actions)
+        return self.loss(views, actions, relative_scale)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

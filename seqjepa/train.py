@@ -91,6 +91,10 @@ class TrainConfig:
     """Linear warm-up steps."""
     ema_base: float = 0.996
     """EMA momentum at step 0 (cosine schedule to 1)."""
+    relative_warmup: int = 0
+    """Steps over which the relative-target term's weight (model.relative_weight) ramps
+    linearly from 0 to its value (0: full weight from the first step), so that the model
+    learns what the views share before it is asked for what differs (docs/equivariance.md)."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this (0: off)."""
     seed: int = 0
@@ -152,7 +156,8 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
 def check_numbers(cfg: TrainConfig) -> None:
     """ValueError naming the first setting out of its range (before any work is done)."""
     minimum = {"steps": 1, "batch_size": 1, "views": 2, "log_every": 1, "checkpoint_every": 1,
-               "accumulate": 1, "warmup_steps": 0, "stop_after": 0, "workers": 0}  # fmt: skip
+               "accumulate": 1, "warmup_steps": 0, "stop_after": 0, "workers": 0,
+               "relative_warmup": 0}  # fmt: skip
     for name, least in minimum.items():
         value = getattr(cfg, name)
         if not isinstance(value, int) or value < least:
@@ -167,6 +172,11 @@ def check_numbers(cfg: TrainConfig) -> None:
             )
     if not 0 <= cfg.ema_base <= 1:
         raise ValueError(f"--ema-base must be in [0, 1], got {cfg.ema_base}")
+
+
+def relative_scale(step: int, cfg: TrainConfig) -> float:
+    """The relative-target term's share of its weight at ``step`` (TrainConfig.relative_warmup)."""
+    return min(step / cfg.relative_warmup, 1.0) if cfg.relative_warmup else 1.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -521,7 +531,7 @@ class _Run:
             sync = contextlib.nullcontext() if last or self.world == 1 else self.wrapped.no_sync()
             with sync:
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                    loss, extras = self.wrapped(v, a)
+                    loss, extras = self.wrapped(v, a, relative_scale(step, self.cfg))
                 (loss / parts).backward()
             total += loss.detach() / parts
         return total, extras, (a, labels.chunk(parts)[-1])

@@ -18,7 +18,7 @@ TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers
 
 
 def test_report_runs_every_baseline_and_resumes(tmp_path):
-    pipeline = dataclasses.replace(TOY, relative_weight=0.5)
+    pipeline = dataclasses.replace(TOY, relative_weight=0.5, relative_warmup=1)
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
     report = (run_dir / "report.md").read_text()
@@ -36,10 +36,16 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     # the relative-target term only where there are two targets or more to compare
     weighted = {name for name, model in models.items() if model["relative_weight"] > 0}
     assert weighted == {"M_tr1", "M_tr2"}
+    warmups = {
+        json.loads(path.read_text())["relative_warmup"] for path in run_dir.glob("*/config.json")
+    }
+    assert warmups == {1}
     with pytest.raises(ValueError, match="targets"):
         dataclasses.replace(TOY, targets=0)
     with pytest.raises(ValueError, match="relative-weight"):
         dataclasses.replace(TOY, relative_weight=float("nan"))
+    with pytest.raises(ValueError, match="relative-warmup"):
+        dataclasses.replace(TOY, relative_warmup=TOY.steps + 1)
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=pipeline,

@@ -32,6 +32,7 @@ from seqjepa.train import (
     lr_at,
     make_optimizer,
     preset_config,
+    relative_scale,
     train,
 )
 
@@ -123,6 +124,9 @@ def test_schedule_and_weight_decay_groups():
     assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(10, cfg) == pytest.approx(1e-3)
     assert lr_at(55, cfg) == pytest.approx((1e-3 + 1e-5) / 2)
     assert lr_at(100, cfg) == pytest.approx(1e-5)
+    assert relative_scale(5, cfg) == 1.0  # no relative warm-up: the term's full weight at once
+    ramp = dataclasses.replace(cfg, relative_warmup=40)
+    assert [relative_scale(t, ramp) for t in (0, 10, 40, 90)] == [0.0, 0.25, 1.0, 1.0]
     groups = make_optimizer(SeqJEPA(TINY), cfg).param_groups
     assert all(p.ndim >= 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.04
     assert all(p.ndim < 2 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
@@ -228,6 +232,11 @@ def test_relative_target_term_scores_the_view_dependent_part_only():
         loss, _ = plain.loss(seq, actions)
         total, extras = weighted.loss(seq, actions)
     assert torch.allclose(total, loss + 0.5 * (1 - extras["relative_cosine"]).mean())
+    with torch.no_grad():  # the warm-up's scale multiplies the term only
+        ramped, _ = weighted.loss(seq, actions, relative_scale=0.25)
+        off, _ = weighted.loss(seq, actions, relative_scale=0.0)
+    assert torch.allclose(ramped, loss + 0.125 * (1 - extras["relative_cosine"]).mean())
+    assert torch.allclose(off, loss)
     blind = SeqJEPA(dataclasses.replace(TINY, targets=3, relative_weight=0.5, use_actions=False))
     blind_plain = SeqJEPA(dataclasses.replace(TINY, targets=3, use_actions=False))
     blind.eval().load_state_dict(plain.state_dict())
