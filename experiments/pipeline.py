@@ -20,6 +20,7 @@ from tqdm import tqdm
 from experiments import collect
 from seqjepa.evaluate import EvalConfig, evaluate
 from seqjepa.methods import method_views
+from seqjepa.model import ACTION_ENCODINGS
 from seqjepa.probes import MLPProbeConfig
 from seqjepa.train import (
     config_from_dict,
@@ -72,6 +73,9 @@ class PipelineConfig:
     it, and so does the no-action twin (seqjepa.model.ModelConfig.relative_weight)."""
     relative_warmup: int = 0
     """Steps over which that term's weight ramps up from 0 (TrainConfig.relative_warmup)."""
+    action_encoding: str = "raw"
+    """How the models read an action (ModelConfig.action_encoding): raw (the quaternion, the
+    paper) or matrix (its rotation matrix)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3
@@ -92,20 +96,25 @@ class PipelineConfig:
                 f"--pipeline.relative-warmup must be in [0, steps={self.steps}], "
                 f"got {self.relative_warmup}"
             )
+        if self.action_encoding not in ACTION_ENCODINGS:
+            raise ValueError(
+                f"--pipeline.action-encoding must be one of {ACTION_ENCODINGS}, "
+                f"got {self.action_encoding!r}"
+            )
 
     def describe(self) -> str:
         """One line for reports: the data and recipe every model of the run shared."""
-        relative = (
-            f", relative-target weight {self.relative_weight:g}" if self.relative_weight else ""
-        )
+        options = f", actions as {self.action_encoding}" if self.action_encoding != "raw" else ""
+        if self.relative_weight:
+            options += f", relative-target weight {self.relative_weight:g}"
         if self.relative_weight and self.relative_warmup:
-            relative += f" (ramped up over {self.relative_warmup} steps)"
+            options += f" (ramped up over {self.relative_warmup} steps)"
         return (
             f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
             f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
             f"of batch {self.batch_size}, lr {self.lr:g}, EMA from {self.ema_base}, "
             f"target_norm={self.target_norm}, up to {self.targets} targets per sequence"
-            f"{relative}; probes: {self.probe_steps} MLP steps."
+            f"{options}; probes: {self.probe_steps} MLP steps."
         )
 
 
@@ -233,6 +242,7 @@ def train_method(
     context = method_views(method, overrides.get("views", base.views)) - 1
     single = method == "vicreg" or overrides.get("mode", base.mode) == "window"
     targets = 1 if single else max(1, min(cfg.targets, cfg.views - context))
+    weighted = targets >= 2 and cfg.relative_weight > 0
     train_cfg = dataclasses.replace(
         base,
         data=str(data),
@@ -242,14 +252,15 @@ def train_method(
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         ema_base=cfg.ema_base,
-        relative_warmup=cfg.relative_warmup,
+        relative_warmup=cfg.relative_warmup if weighted else 0,
         seed=seed,
         checkpoint_every=max(cfg.steps // 4, 1),
         model=dataclasses.replace(
             base.model,
             target_norm=cfg.target_norm,
+            action_encoding=cfg.action_encoding,
             targets=targets,
-            relative_weight=cfg.relative_weight if targets >= 2 else 0.0,
+            relative_weight=cfg.relative_weight if weighted else 0.0,
         ),
         **overrides,
     )

@@ -172,6 +172,11 @@ def check_numbers(cfg: TrainConfig) -> None:
             )
     if not 0 <= cfg.ema_base <= 1:
         raise ValueError(f"--ema-base must be in [0, 1], got {cfg.ema_base}")
+    if cfg.relative_warmup and (cfg.method == "vicreg" or cfg.model.relative_weight == 0):
+        raise ValueError(
+            "--relative-warmup ramps the relative-target term of a seq-JEPA model: it needs "
+            f"--model.relative-weight > 0 (got {cfg.model.relative_weight}, method {cfg.method!r})"
+        )
 
 
 def relative_scale(step: int, cfg: TrainConfig) -> float:
@@ -531,7 +536,9 @@ class _Run:
             sync = contextlib.nullcontext() if last or self.world == 1 else self.wrapped.no_sync()
             with sync:
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                    loss, extras = self.wrapped(v, a, relative_scale(step, self.cfg))
+                    # only seq-JEPA takes the scale (relative_warmup is refused for the others)
+                    ramp = {"relative_scale": relative_scale(step, self.cfg)}
+                    loss, extras = self.wrapped(v, a, **(ramp if self.cfg.relative_warmup else {}))
                 (loss / parts).backward()
             total += loss.detach() / parts
         return total, extras, (a, labels.chunk(parts)[-1])

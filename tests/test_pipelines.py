@@ -18,7 +18,9 @@ TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers
 
 
 def test_report_runs_every_baseline_and_resumes(tmp_path):
-    pipeline = dataclasses.replace(TOY, relative_weight=0.5, relative_warmup=1)
+    pipeline = dataclasses.replace(
+        TOY, relative_weight=0.5, relative_warmup=1, action_encoding="matrix"
+    )
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
     report = (run_dir / "report.md").read_text()
@@ -37,13 +39,19 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     weighted = {name for name, model in models.items() if model["relative_weight"] > 0}
     assert weighted == {"M_tr1", "M_tr2"}
     warmups = {
-        json.loads(path.read_text())["relative_warmup"] for path in run_dir.glob("*/config.json")
+        path.parent.name
+        for path in run_dir.glob("*/config.json")
+        if json.loads(path.read_text())["relative_warmup"]
     }
-    assert warmups == {1}
+    assert warmups == weighted  # the term's warm-up where there is a term
+    encodings = {name: model["action_encoding"] for name, model in models.items()}
+    assert set(encodings.values()) == {"matrix"}, encodings
     with pytest.raises(ValueError, match="targets"):
         dataclasses.replace(TOY, targets=0)
     with pytest.raises(ValueError, match="relative-weight"):
         dataclasses.replace(TOY, relative_weight=float("nan"))
+    with pytest.raises(ValueError, match="action-encoding"):
+        dataclasses.replace(TOY, action_encoding="euler")
     with pytest.raises(ValueError, match="relative-warmup"):
         dataclasses.replace(TOY, relative_warmup=TOY.steps + 1)
     # a finished report continued: every training is reused, nothing retrains

@@ -27,6 +27,7 @@ from seqjepa.resnet import ResNet
 from seqjepa.rollouts import RolloutDataset
 from seqjepa.train import (
     PRESETS,
+    check_numbers,
     latest_checkpoint,
     load_checkpoint,
     lr_at,
@@ -127,6 +128,8 @@ def test_schedule_and_weight_decay_groups():
     assert relative_scale(5, cfg) == 1.0  # no relative warm-up: the term's full weight at once
     ramp = dataclasses.replace(cfg, relative_warmup=40)
     assert [relative_scale(t, ramp) for t in (0, 10, 40, 90)] == [0.0, 0.25, 1.0, 1.0]
+    with pytest.raises(ValueError, match="relative-weight > 0"):  # nothing to ramp
+        check_numbers(ramp)
     groups = make_optimizer(SeqJEPA(TINY), cfg).param_groups
     assert all(p.ndim >= 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.04
     assert all(p.ndim < 2 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
