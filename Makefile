@@ -5,10 +5,13 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
+# the equivariance configuration (docs/equivariance.md, session 10): rotation-matrix actions and
+# the relative-target term at weight 10
+EQUIVARIANCE_ARGS ?= --pipeline.relative-weight 10 --pipeline.action-encoding matrix
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench report explore explore-data soak lint format clean
+.PHONY: install demo test bench report report-equivariance explore explore-data soak lint format clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +34,9 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/seqjepa-gym report $(REPORT_ARGS)
+
+report-equivariance: $(STAMP)
+	$(BIN)/seqjepa-gym report $(EQUIVARIANCE_ARGS) $(REPORT_ARGS)
 
 explore: $(STAMP)
 	$(BIN)/seqjepa-gym explore
