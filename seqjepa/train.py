@@ -530,15 +530,17 @@ class _Run:
         the last micro-batch's monitoring tensors, and its (actions, labels)."""
         parts = self.cfg.accumulate
         total = torch.zeros((), device=self.device)
+        # only seq-JEPA takes the term's scale (relative_warmup is refused for the others)
+        ramp = (
+            {"relative_scale": relative_scale(step, self.cfg)} if self.cfg.relative_warmup else {}
+        )
         for k, (v, a) in enumerate(zip(views.chunk(parts), actions.chunk(parts), strict=True)):
             torch.manual_seed(_micro_seed(self.cfg.seed, step, self.rank * parts + k))
             last = k == parts - 1
             sync = contextlib.nullcontext() if last or self.world == 1 else self.wrapped.no_sync()
             with sync:
                 with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                    # only seq-JEPA takes the scale (relative_warmup is refused for the others)
-                    ramp = {"relative_scale": relative_scale(step, self.cfg)}
-                    loss, extras = self.wrapped(v, a, **(ramp if self.cfg.relative_warmup else {}))
+                    loss, extras = self.wrapped(v, a, **ramp)
                 (loss / parts).backward()
             total += loss.detach() / parts
         return total, extras, (a, labels.chunk(parts)[-1])

@@ -288,6 +288,23 @@ def test_resume_continues_exactly(rotate_data, tmp_path):
     assert [json.loads(r)["step"] for r in rows] == list(range(1, 9))
 
 
+def test_relative_warmup_starts_from_the_plain_loss(rotate_data, tmp_path):
+    common = {"data": str(rotate_data), "steps": 2, "batch_size": 8, "views": 2}
+    model = dataclasses.replace(PRESETS["tiny"]["model"], targets=3)
+    weighted = dataclasses.replace(model, relative_weight=0.5)
+
+    def losses(name: str, **overrides) -> list[float]:
+        train(preset_config("tiny", out=str(tmp_path / name), **common, **overrides))
+        rows = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(row)["loss"] for row in rows]
+
+    plain = losses("plain", model=model)
+    ramped = losses("ramped", model=weighted, relative_warmup=10)
+    full = losses("full", model=weighted)
+    assert ramped[0] == plain[0]  # step 0 of the ramp: the term weighs nothing
+    assert ramped[1] != plain[1] and full[0] != plain[0]  # then it counts
+
+
 def test_bad_checkpoints_are_named_and_the_previous_one_survives(rotate_data, tmp_path):
     cfg = preset_config("tiny", data=str(rotate_data), out=str(tmp_path), steps=4, batch_size=8,
                         checkpoint_every=2)  # fmt: skip
