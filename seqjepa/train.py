@@ -93,8 +93,9 @@ class TrainConfig:
     """EMA momentum at step 0 (cosine schedule to 1)."""
     relative_warmup: int = 0
     """Steps over which the relative-target term's weight (model.relative_weight) ramps
-    linearly from 0 to its value (0: full weight from the first step), so that the model
-    learns what the views share before it is asked for what differs (docs/equivariance.md)."""
+    linearly from 0 to its value (0: full weight from the first step). Meant to let the model
+    learn what the views share first; measured, a 500-step ramp at weight 100 made a seed
+    worse, not better (docs/equivariance.md, session 10)."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this (0: off)."""
     seed: int = 0
