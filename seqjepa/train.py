@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from seqjepa.augment import augment_views, check_augment
 from seqjepa.data import SequenceDataset, StepBatchSampler, SyntheticSequences
 from seqjepa.methods import build_model, check_method, method_model_config, method_views
 from seqjepa.metrics import effective_rank
@@ -77,6 +78,10 @@ class TrainConfig:
     """How sequences are cut: window (consecutive), subset (random views, 3DIEBench style) or
     subset-colour (subset with the paper's rotation + colour actions: 6-d) or subset-pose (subset
     with each view's absolute orientation as its action: a diagnostic, not the paper's design)."""
+    augment: str = "none"
+    """Colour augmentation of every training view (seqjepa/augment.py): none, or hue (each
+    view's hues turned by its own random angle, so colour, which names no category in the
+    procedural catalog, cannot carry the objective)."""
     action_key: str = "actions"
     """Window mode: condition on the executed command ('actions') or on 'rel_quats'."""
     batch_size: int = 64
@@ -307,6 +312,7 @@ def train(cfg: TrainConfig) -> Path | None:
     if (bool(cfg.data) + bool(cfg.env) + bool(cfg.synthetic)) != 1:
         raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
     check_numbers(cfg)
+    check_augment(cfg.augment)
     cfg = resolve_method(cfg)
     if cfg.model.targets != 1 and (not cfg.data or cfg.method == "vicreg"):
         raise ValueError(
@@ -537,6 +543,7 @@ class _Run:
         )
         for k, (v, a) in enumerate(zip(views.chunk(parts), actions.chunk(parts), strict=True)):
             torch.manual_seed(_micro_seed(self.cfg.seed, step, self.rank * parts + k))
+            v = augment_views(v, self.cfg.augment)
             last = k == parts - 1
             sync = contextlib.nullcontext() if last or self.world == 1 else self.wrapped.no_sync()
             with sync:

@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation
 
 from experiments.collect import CollectConfig
 from experiments.collect import run as collect
+from seqjepa.augment import hue_rotate
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
 from seqjepa.model import (
     ModelConfig,
@@ -276,9 +277,10 @@ def test_tiny_training_lowers_the_loss_without_collapse(rotate_data, tmp_path):
     assert np.mean(probes) > 2 / 12, probes
 
 
-def test_resume_continues_exactly(rotate_data, tmp_path):
+@pytest.mark.parametrize("augment", ["none", "hue"])
+def test_resume_continues_exactly(rotate_data, tmp_path, augment):
     common = {"data": str(rotate_data), "steps": 8, "batch_size": 8, "log_every": 4,
-              "checkpoint_every": 4}  # fmt: skip
+              "checkpoint_every": 4, "augment": augment}  # fmt: skip
     straight = train(preset_config("tiny", out=str(tmp_path / "a"), **common))
     train(preset_config("tiny", out=str(tmp_path / "b"), stop_after=4, **common))
     resumed = train(preset_config("tiny", out=str(tmp_path / "b"), resume=True, **common))
@@ -303,6 +305,35 @@ def test_relative_warmup_starts_from_the_plain_loss(rotate_data, tmp_path):
     full = losses("full", model=weighted)
     assert ramped[0] == plain[0]  # step 0 of the ramp: the term weighs nothing
     assert ramped[1] != plain[1] and full[0] != plain[0]  # then it counts
+
+
+def test_hue_rotation_turns_colours_and_keeps_greys():
+    pixels = [[255, 255, 255], [0, 0, 0], [128, 128, 128], [150, 100, 110]]
+    views = torch.tensor(pixels, dtype=torch.uint8).reshape(1, 1, 4, 3).repeat(16, 1, 1, 1)
+    torch.manual_seed(0)
+    turned = hue_rotate(views)
+    torch.manual_seed(0)
+    assert torch.equal(hue_rotate(views), turned)  # drawn from torch's seeded generator
+    assert torch.equal(turned[:, :, :3], views[:, :, :3])  # greys keep their value
+    colour = turned[:, 0, 3].double()
+    assert len(torch.unique(colour, dim=0)) >= 12  # its own angle per view (a few round alike)
+    grey = colour.mean(dim=1, keepdim=True)  # the distance from grey is kept (up to rounding)
+    reference = views[0, 0, 3].double()
+    chroma = (reference - reference.mean()).norm()
+    assert torch.allclose((colour - grey).norm(dim=1), chroma, atol=1.5)
+    assert torch.allclose(grey.squeeze(1), reference.mean(), atol=1.0)
+
+
+def test_augment_is_applied_in_training_and_checked(rotate_data, tmp_path):
+    common = {"data": str(rotate_data), "steps": 1, "batch_size": 8}
+
+    def loss(name: str, augment: str) -> float:
+        train(preset_config("tiny", out=str(tmp_path / name), augment=augment, **common))
+        return json.loads((tmp_path / name / "metrics.jsonl").read_text())["loss"]
+
+    assert loss("plain", "none") != loss("hue", "hue")
+    with pytest.raises(ValueError, match="unknown augment 'jitter'"):
+        train(preset_config("tiny", out=str(tmp_path / "bad"), augment="jitter", **common))
 
 
 def test_bad_checkpoints_are_named_and_the_previous_one_survives(rotate_data, tmp_path):
