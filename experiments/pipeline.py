@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from experiments import collect
+from seqjepa.augment import check_augment
 from seqjepa.evaluate import EvalConfig, evaluate
 from seqjepa.methods import method_views
 from seqjepa.model import ACTION_ENCODINGS
@@ -76,6 +77,8 @@ class PipelineConfig:
     action_encoding: str = "raw"
     """How the models read an action (ModelConfig.action_encoding): raw (the quaternion, the
     paper) or matrix (its rotation matrix)."""
+    augment: str = "none"
+    """Colour augmentation of every training view (TrainConfig.augment: none, hue, colour)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3
@@ -96,6 +99,7 @@ class PipelineConfig:
                 f"--pipeline.relative-warmup must be in [0, steps={self.steps}], "
                 f"got {self.relative_warmup}"
             )
+        check_augment(self.augment)
         if self.action_encoding not in ACTION_ENCODINGS:
             raise ValueError(
                 f"--pipeline.action-encoding must be one of {ACTION_ENCODINGS}, "
@@ -109,6 +113,8 @@ class PipelineConfig:
             options += f", relative-target weight {self.relative_weight:g}"
         if self.relative_weight and self.relative_warmup:
             options += f" (ramped up over {self.relative_warmup} steps)"
+        if self.augment != "none":
+            options += f", {self.augment} augmentation"
         return (
             f"{self.episodes} episodes of {self.views} random views at {self.image_size} px "
             f"(supersampled {self.supersample}x); `{self.preset}` preset, {self.steps} steps "
@@ -252,6 +258,7 @@ def train_method(
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         ema_base=cfg.ema_base,
+        augment=cfg.augment,
         relative_warmup=cfg.relative_warmup if weighted else 0,
         seed=seed,
         checkpoint_every=max(cfg.steps // 4, 1),

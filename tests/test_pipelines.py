@@ -19,7 +19,7 @@ TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers
 
 def test_report_runs_every_baseline_and_resumes(tmp_path):
     pipeline = dataclasses.replace(
-        TOY, relative_weight=0.5, relative_warmup=1, action_encoding="matrix"
+        TOY, relative_weight=0.5, relative_warmup=1, action_encoding="matrix", augment="hue"
     )
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
@@ -46,6 +46,8 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     assert warmups == weighted  # the term's warm-up where there is a term
     encodings = {name: model["action_encoding"] for name, model in models.items()}
     assert set(encodings.values()) == {"matrix"}, encodings
+    augments = {json.loads(p.read_text())["augment"] for p in run_dir.glob("*/config.json")}
+    assert augments == {"hue"}  # every model, VICReg and the twins too, sees augmented views
     with pytest.raises(ValueError, match="targets"):
         dataclasses.replace(TOY, targets=0)
     with pytest.raises(ValueError, match="relative-weight"):
@@ -54,6 +56,8 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         dataclasses.replace(TOY, action_encoding="euler")
     with pytest.raises(ValueError, match="relative-warmup"):
         dataclasses.replace(TOY, relative_warmup=TOY.steps + 1)
+    with pytest.raises(ValueError, match="unknown augment"):
+        dataclasses.replace(TOY, augment="blur")
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=pipeline,

@@ -322,6 +322,13 @@ def test_hue_rotation_turns_colours_and_keeps_greys():
     chroma = (reference - reference.mean()).norm()
     assert torch.allclose((colour - grey).norm(dim=1), chroma, atol=1.5)
     assert torch.allclose(grey.squeeze(1), reference.mean(), atol=1.0)
+    # colour distortion: the distance from grey scaled by U[0.2, 1.8], or 0 for a fifth
+    distorted = hue_rotate(views.repeat(50, 1, 1, 1), saturation=True)
+    assert torch.equal(distorted[:, :, :3], views.repeat(50, 1, 1, 1)[:, :, :3])
+    colour = distorted[:, 0, 3].double()
+    ratio = (colour - colour.mean(dim=1, keepdim=True)).norm(dim=1) / chroma
+    assert 0.12 < (ratio < 0.05).double().mean() < 0.28
+    assert ratio.max() < 1.8 + 0.05 and ratio.max() > 1.5
 
 
 def test_augment_is_applied_in_training_and_checked(rotate_data, tmp_path):
