@@ -126,8 +126,9 @@ class ExploreConfig:
     glimpse_scene_size: int = 128
     """Side of the scene the glimpse world model trained here looks into (its glimpses are
     ``pipeline.image_size`` pixels)."""
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    """Data and recipe of the glimpse world model trained here."""
+    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(augment="none"))
+    """Data and recipe of the glimpse world model trained here (without colour augmentation:
+    docs/agents.md's figures were measured so, before it existed)."""
     homing_policies: tuple[str, ...] = ("random", "dead-reckoning")
     """Non-learned homing policies (PPO is added)."""
     agent: AgentConfig = field(default_factory=AgentConfig)

@@ -53,8 +53,9 @@ class ExploreDataConfig:
     """Parent folder; the benchmark writes to <out>/explore-data-<timestamp>/."""
     resume_dir: str = ""
     """Continue an interrupted run in this folder (finished stages are reused)."""
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    """Data size, training recipe and probes (the demo's)."""
+    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(augment="none"))
+    """Data size, training recipe and probes (the demo's, without colour augmentation:
+    docs/agents.md's figures were measured so, before it existed)."""
     curiosity_steps: int = 12_000
     """PPO steps of the curiosity policy."""
 

@@ -77,8 +77,12 @@ class PipelineConfig:
     action_encoding: str = "raw"
     """How the models read an action (ModelConfig.action_encoding): raw (the quaternion, the
     paper) or matrix (its rotation matrix)."""
-    augment: str = "none"
-    """Colour augmentation of every training view (TrainConfig.augment: none, hue, colour)."""
+    augment: str = "colour"
+    """Colour augmentation of every training view (TrainConfig.augment: none, hue, colour).
+    The procedural catalog's colours name no category, and without augmentation seq-JEPA
+    learns them: on the demo's recipe (seed 0), colour took single-view top-1 from 0.554 to
+    0.664, z_AGG top-1 at M_val = 5 from 0.710 to 0.849, relative R^2 from 0.099 to 0.167
+    (docs/equivariance.md)."""
     probe_steps: int = 500
     """Steps of each regression probe."""
     side_by_side: int = 3
