@@ -79,9 +79,10 @@ class TrainConfig:
     subset-colour (subset with the paper's rotation + colour actions: 6-d) or subset-pose (subset
     with each view's absolute orientation as its action: a diagnostic, not the paper's design)."""
     augment: str = "none"
-    """Colour augmentation of every training view (seqjepa/augment.py): none, or hue (each
-    view's hues turned by its own random angle, so colour, which names no category in the
-    procedural catalog, cannot carry the objective)."""
+    """Colour augmentation of every training view (seqjepa/augment.py): none, hue (each view's
+    hues turned by its own random angle, so colour, which names no category in the procedural
+    catalog, cannot carry the objective) or colour (hue and saturation, a fifth of the views
+    grey). Refused with mode subset-colour, whose actions describe the colours."""
     action_key: str = "actions"
     """Window mode: condition on the executed command ('actions') or on 'rel_quats'."""
     batch_size: int = 64
@@ -313,6 +314,11 @@ def train(cfg: TrainConfig) -> Path | None:
         raise ValueError("give exactly one of --data (recorded), --env (live), --synthetic SIZE")
     check_numbers(cfg)
     check_augment(cfg.augment)
+    if cfg.augment != "none" and cfg.mode == "subset-colour":
+        raise ValueError(
+            f"--augment {cfg.augment} would change the colours that mode subset-colour's "
+            "actions describe (floor and light hue): use --augment none"
+        )
     cfg = resolve_method(cfg)
     if cfg.model.targets != 1 and (not cfg.data or cfg.method == "vicreg"):
         raise ValueError(

@@ -341,6 +341,9 @@ def test_augment_is_applied_in_training_and_checked(rotate_data, tmp_path):
     assert loss("plain", "none") != loss("hue", "hue")
     with pytest.raises(ValueError, match="unknown augment 'jitter'"):
         train(preset_config("tiny", out=str(tmp_path / "bad"), augment="jitter", **common))
+    with pytest.raises(ValueError, match="subset-colour's actions describe"):
+        train(preset_config("tiny", out=str(tmp_path / "bad"), augment="colour",
+                            mode="subset-colour", **common))  # fmt: skip
 
 
 def test_bad_checkpoints_are_named_and_the_previous_one_survives(rotate_data, tmp_path):
