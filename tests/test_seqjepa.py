@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 
 from experiments.collect import CollectConfig
 from experiments.collect import run as collect
-from seqjepa.augment import hue_rotate
+from seqjepa.augment import augment_views, hue_rotate
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
 from seqjepa.model import (
     ModelConfig,
@@ -322,8 +322,9 @@ def test_hue_rotation_turns_colours_and_keeps_greys():
     chroma = (reference - reference.mean()).norm()
     assert torch.allclose((colour - grey).norm(dim=1), chroma, atol=1.5)
     assert torch.allclose(grey.squeeze(1), reference.mean(), atol=1.0)
-    # colour distortion: the distance from grey scaled by U[0.2, 1.8], or 0 for a fifth
-    distorted = hue_rotate(views.repeat(50, 1, 1, 1), saturation=True)
+    assert augment_views(views, "none") is views
+    # augment "colour": the distance from grey scaled by U[0.2, 1.8], or 0 for a fifth
+    distorted = augment_views(views.repeat(50, 1, 1, 1), "colour")
     assert torch.equal(distorted[:, :, :3], views.repeat(50, 1, 1, 1)[:, :, :3])
     colour = distorted[:, 0, 3].double()
     ratio = (colour - colour.mean(dim=1, keepdim=True)).norm(dim=1) / chroma
