@@ -25,6 +25,7 @@ from typing import Any
 
 from agents.ppo import AgentConfig, train_agent
 from experiments.pipeline import (
+    EARLIER_RECIPE,
     Job,
     PipelineConfig,
     Stages,
@@ -53,9 +54,9 @@ class ExploreDataConfig:
     """Parent folder; the benchmark writes to <out>/explore-data-<timestamp>/."""
     resume_dir: str = ""
     """Continue an interrupted run in this folder (finished stages are reused)."""
-    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(augment="none"))
-    """Data size, training recipe and probes (the demo's, without colour augmentation:
-    docs/agents.md's figures were measured so, before it existed)."""
+    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(**EARLIER_RECIPE))
+    """Data size, training recipe and probes (the demo's data; EARLIER_RECIPE's
+    training, with which docs/agents.md's figures were measured)."""
     curiosity_steps: int = 12_000
     """PPO steps of the curiosity policy."""
 

@@ -19,7 +19,13 @@ TOY = PipelineConfig(image_size=16, supersample=1, episodes=40, views=4, workers
 
 def test_report_runs_every_baseline_and_resumes(tmp_path):
     pipeline = dataclasses.replace(
-        TOY, relative_weight=0.5, relative_warmup=1, action_encoding="matrix", augment="hue"
+        TOY,
+        relative_weight=0.5,
+        relative_warmup=1,
+        action_encoding="matrix",
+        augment="hue",
+        layers=3,
+        dropout=0.2,
     )
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
@@ -44,6 +50,9 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         if json.loads(path.read_text())["relative_warmup"]
     }
     assert warmups == weighted  # the term's warm-up where there is a term
+    # the aggregator's size and dropout reach every seq-JEPA model, over the preset's
+    aggregators = {(m["layers"], m["dropout"]) for m in models.values()}
+    assert aggregators == {(3, 0.2)}, aggregators
     encodings = {name: model["action_encoding"] for name, model in models.items()}
     assert set(encodings.values()) == {"matrix"}, encodings
     augments = {json.loads(p.read_text())["augment"] for p in run_dir.glob("*/config.json")}
@@ -58,6 +67,10 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         dataclasses.replace(TOY, relative_warmup=TOY.steps + 1)
     with pytest.raises(ValueError, match="unknown augment"):
         dataclasses.replace(TOY, augment="blur")
+    with pytest.raises(ValueError, match="layers"):
+        dataclasses.replace(TOY, layers=0)
+    with pytest.raises(ValueError, match="dropout"):
+        dataclasses.replace(TOY, dropout=1.0)
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=pipeline,
