@@ -141,9 +141,9 @@ class PipelineConfig:
         )
 
 
-#: The demo's recipe before session 12 (no colour augmentation, EMA from 0.99, the preset's
-#: two-layer aggregator with dropout 0.1): the explore benchmarks keep it, as docs/agents.md's
-#: figures were measured with it.
+#: The recipe of sessions 2-10 (no colour augmentation, EMA from 0.99, the preset's two-layer
+#: aggregator with dropout 0.1): the explore benchmarks keep it, as docs/agents.md's figures
+#: were measured with it (so does `make report-equivariance`, through the Makefile's flags).
 EARLIER_RECIPE: dict[str, Any] = {"augment": "none", "ema_base": 0.99, "layers": 2, "dropout": 0.1}
 
 
