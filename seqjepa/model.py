@@ -68,6 +68,13 @@ class ModelConfig:
     use_actions: bool = True
     """Condition on actions. False is the paper's no-action ablation: every action the
     aggregator and the predictor see is zero (so is every projected action)."""
+    prefixes: bool = False
+    """Also predict from every shorter context, as a sequence model is trained at every
+    position: the first p < M observed views predict view p (by the action from view p-1).
+    The loss is the mean over context lengths 1..M of each one's mean loss, so every view's z
+    must carry what predicting from it alone needs (M_tr = 1's stronger per-view signal) while
+    the aggregator still learns to read M views. Costs M-1 more target encodings and
+    aggregator passes per sequence, no more online encodings. Not the paper's design."""
     targets: int = 1
     """Unseen views predicted from one context (the paper: 1). K > 1: a sequence holds M + K
     views; the model observes the first M and predicts each of the last K from the same z_AGG,
@@ -247,6 +254,7 @@ class SeqJEPA(nn.Module):
             target = normalise_target(target, self.config)
         # in fp32: under bf16 autocast a cosine near 1 is quantised to steps of 1/256
         cosine = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
+        loss = (1 - cosine).mean()
         extras = {
             "z": z.detach(),
             "z_agg": z_agg.detach(),
@@ -254,7 +262,10 @@ class SeqJEPA(nn.Module):
             "target": target.detach(),
             "cosine": cosine.detach(),
         }
-        loss = (1 - cosine).mean()
+        if self.config.prefixes and m > 1:
+            prefix_cosine = self._prefix_cosines(z, views[:, 1:m], actions[:, 1:m])
+            extras["prefix_cosine"] = prefix_cosine.detach()
+            loss = (loss + (1 - prefix_cosine).mean(dim=0).sum()) / m
         # A no-action model's K predictions are equal: the term is constant for it in exact
         # arithmetic, but its per-target gradients only cancel up to rounding, and under bf16
         # that residue wrecked a twin (session 9, with a floor of 1e-3).
@@ -264,6 +275,22 @@ class SeqJEPA(nn.Module):
             weight = relative_scale * self.config.relative_weight
             loss = loss + weight * (1 - relative).mean()
         return loss, extras
+
+    def _prefix_cosines(
+        self, z: torch.Tensor, next_views: torch.Tensor, transitions: torch.Tensor
+    ) -> torch.Tensor:
+        """cos (B, M-1) of each prefix's prediction of the view after it (ModelConfig.prefixes):
+        z (B, M, z_dim) of the observed views, next_views (B, M-1, ...) views 1..M-1, and
+        transitions (B, M-1, A), [:, i] leading from view i to view i+1."""
+        predictions = [
+            self.predict(self.aggregate_z(z[:, :p], transitions[:, : p - 1]), transitions[:, p - 1])
+            for p in range(1, z.shape[1])
+        ]
+        with torch.no_grad():
+            target = self.encode(next_views.flatten(0, 1), target=True).float()
+            target = normalise_target(target, self.config).reshape(*next_views.shape[:2], -1)
+        prediction = torch.stack(predictions, dim=1).float()
+        return F.cosine_similarity(prediction, target, dim=-1)
 
     def forward(
         self, views: torch.Tensor, actions: torch.Tensor, relative_scale: float = 1.0

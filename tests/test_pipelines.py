@@ -53,6 +53,7 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     # the aggregator's size and dropout reach every seq-JEPA model, over the preset's
     aggregators = {(m["layers"], m["dropout"]) for m in models.values()}
     assert aggregators == {(3, 0.2)}, aggregators
+    assert {m["prefixes"] for m in models.values()} == {True}  # the preset's is False
     encodings = {name: model["action_encoding"] for name, model in models.items()}
     assert set(encodings.values()) == {"matrix"}, encodings
     augments = {json.loads(p.read_text())["augment"] for p in run_dir.glob("*/config.json")}

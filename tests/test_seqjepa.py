@@ -216,6 +216,22 @@ def test_several_targets_average_their_single_target_losses():
         SeqJEPA(dataclasses.replace(TINY, targets=0))
 
 
+def test_prefixes_average_the_loss_of_every_context_length():
+    model = SeqJEPA(dataclasses.replace(TINY, targets=2, prefixes=True)).eval()
+    plain = SeqJEPA(dataclasses.replace(TINY, targets=2)).eval()
+    single = SeqJEPA(TINY).eval()  # one view after the context: a prefix's own loss
+    plain.load_state_dict(model.state_dict())
+    single.load_state_dict(model.state_dict())
+    seq, actions = views(4, 5), torch.randn(4, 5, 4)  # M = 3 observed, K = 2 targets
+    with torch.no_grad():
+        loss, extras = model.loss(seq, actions)
+        prefixes = [single.loss(seq[:, : p + 1], actions[:, : p + 1])[0] for p in (1, 2)]
+        main = plain.loss(seq, actions)[0]
+    assert extras["prefix_cosine"].shape == (4, 2)
+    assert torch.allclose(loss, (main + sum(prefixes)) / 3, atol=1e-6)
+    assert not torch.allclose(loss, main)
+
+
 def test_relative_target_term_scores_the_view_dependent_part_only():
     torch.manual_seed(0)
     target = torch.randn(6, 8)  # 2 sequences x 3 targets
