@@ -35,6 +35,10 @@ def test_demo_runs_the_pipeline_and_writes_every_artefact(tmp_path):
     for method in ("seqjepa", "no-action"):
         assert (run / f"train-{method}" / "checkpoint-0000002.pt").exists()
     seq = json.loads((run / "eval" / "seq-JEPA" / "metrics.json").read_text())
+    twin = json.loads((run / "eval" / "no-action-twin" / "metrics.json").read_text())
+    # the twin's z_AGG ignores actions: its "views only" probe is its "views + actions" one
+    assert twin["path_integration"]["views_only"] == twin["path_integration"]["views_actions"]
+    assert seq["path_integration"]["views_only"] != seq["path_integration"]["views_actions"]
     report = (run / "report.md").read_text()
     assert f"{seq['classification']['single_view']['top1']:.3f}" in report
     assert "random encoder" in report and "## Targets" in report
