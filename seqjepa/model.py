@@ -232,7 +232,8 @@ class SeqJEPA(nn.Module):
     def loss(
         self, views: torch.Tensor, actions: torch.Tensor, relative_scale: float = 1.0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences, plus
+        """Mean 1 - cos(prediction, stop-grad target) over a batch of sequences (with
+        ModelConfig.prefixes averaged with every shorter context's), plus
         ``relative_scale * relative_weight`` times the relative-target term
         (ModelConfig.relative_weight; the scale is the training's warm-up ramp of that term).
 
