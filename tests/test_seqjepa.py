@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from experiments.collect import CollectConfig
 from experiments.collect import run as collect
 from seqjepa.augment import augment_views, hue_rotate
-from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations
+from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations, subset_actions
 from seqjepa.model import (
     ModelConfig,
     SeqJEPA,
@@ -200,6 +200,28 @@ def test_several_targets_lead_from_the_last_observed_view(rotate_data, tmp_path)
     with pytest.raises(ValueError, match="needs recorded data"):
         train(live)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("mode", ["subset", "subset-colour", "subset-pose"])
+@pytest.mark.parametrize("targets", [1, 2, 4])
+def test_each_target_action_is_the_pair_action_from_the_last_observed_view(mode, targets):
+    """Every mode's target actions equal subset_actions of the pair (last observed, target),
+    hue changes included (the batched computation of them must not mix the pairs up)."""
+    rng = np.random.default_rng(targets)
+    orientations = Rotation.random(7, random_state=targets).as_quat()
+    latents = rng.random((7, 9)) if mode == "subset-colour" else None
+    dataset = SequenceDataset.__new__(SequenceDataset)  # only length, targets and mode matter
+    dataset.length, dataset.targets, dataset.mode = 7, targets, mode
+    actions = dataset._subset_actions(orientations, latents)
+
+    def pair_actions(rows: list[int]) -> np.ndarray:
+        return subset_actions(orientations[rows], None if latents is None else latents[rows], mode)
+
+    last = 7 - targets - 1  # the observed views' actions lead from the view before each
+    assert np.array_equal(actions[: last + 1], pair_actions(list(range(last + 1))))
+    for k in range(last + 1, 7):
+        expected = pair_actions([last, k])
+        assert np.array_equal(actions[k], expected[1]), k
 
 
 def test_several_targets_average_their_single_target_losses():
