@@ -216,7 +216,7 @@ class SequenceDataset(Dataset):
         later = np.arange(last + 2, self.length)
         if len(later):
             # one call for all the pairs (last, k): in the sequence last, k1, last, k2, ... the
-            # action leading to each k is the one from view `last` (per-pair calls were 40% of
+            # action leading to each k is the one from view `last` (per-pair calls were a third of
             # a 4-target item's time; the arithmetic, and so every value, is the same)
             pairs = np.stack([np.full_like(later, last), later], axis=1).ravel()
             paired = subset_actions(
