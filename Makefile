@@ -6,11 +6,8 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
 # the equivariance configuration (docs/equivariance.md, session 10): rotation-matrix actions and
-# the relative-target term at weight 10, measured with the earlier recipe (no colour augmentation,
-# which hurt it; EMA from 0.99; the tiny preset's two-layer aggregator with dropout 0.1; 5 targets;
-# no prefix predictions): experiments.pipeline.EARLIER_RECIPE's values
-EQUIVARIANCE_ARGS ?= --pipeline.relative-weight 10 --pipeline.action-encoding matrix --pipeline.augment none \
-	--pipeline.ema-base 0.99 --pipeline.layers 2 --pipeline.dropout 0.1 --pipeline.targets 5 --pipeline.no-prefixes
+# the relative-target term at weight 10, measured with the earlier recipe (experiments.pipeline.RECIPES)
+EQUIVARIANCE_ARGS ?= --pipeline.recipe earlier --pipeline.relative-weight 10 --pipeline.action-encoding matrix
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

@@ -1,10 +1,11 @@
 """The `seqjepa-gym` command: one subcommand per job. Each job is a config dataclass (its field
-docstrings become the --help text, CleanRL-style) and a ``run(config)`` function; `train`
-first reads ``--preset`` so that the preset provides the defaults the other flags override
-(torch is imported only for it)."""
+docstrings become the --help text, CleanRL-style) and a ``run(config)`` function. Named
+defaults are read first so that the other flags override them whatever their order: `train`'s
+``--preset`` (torch is imported only for it) and the pipeline jobs' ``--pipeline.recipe``."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -44,20 +45,45 @@ def jobs() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     }
 
 
+def flag_value(args: list[str], flag: str) -> str | None:
+    """The value ``args`` give ``flag`` (``--flag VALUE`` or ``--flag=VALUE``; the last wins)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def train_main(args: list[str]) -> None:
     """`seqjepa-gym train`: ``--preset`` picks the defaults, every other flag overrides them."""
     from seqjepa.train import TrainConfig, preset_config, train
 
-    preset = "tiny"
-    for i, arg in enumerate(args):
-        if arg == "--preset" and i + 1 < len(args):
-            preset = args[i + 1]
-        elif arg.startswith("--preset="):
-            preset = arg.split("=", 1)[1]
+    preset = flag_value(args, "--preset") or "tiny"
     cfg = tyro.cli(TrainConfig, default=preset_config(preset), args=args, prog="seqjepa-gym train")
     last = train(cfg)
     if last is not None:  # rank 0 (or a single process) writes the checkpoints
         print(f"last checkpoint: {last}")
+
+
+def parse(args: list[str]) -> Any:
+    """The config of the job (other than train) that ``args`` name."""
+    from experiments.pipeline import recipe_config
+    from seqjepa.train import TrainConfig
+
+    table = jobs()
+    recipe = flag_value(args, "--pipeline.recipe")
+    if recipe is not None and args[0] in table:
+        cls = table[args[0]][0]
+        if any(f.name == "pipeline" for f in dataclasses.fields(cls)):
+            default = dataclasses.replace(cls(), pipeline=recipe_config(recipe))
+            return tyro.cli(cls, default=default, args=args[1:], prog=f"seqjepa-gym {args[0]}")
+    return tyro.extras.subcommand_cli_from_dict(
+        {"train": TrainConfig} | {name: cls for name, (cls, _) in table.items()},
+        prog="seqjepa-gym",
+        args=args,
+    )
 
 
 def main(args: list[str] | None = None) -> None:
@@ -66,15 +92,8 @@ def main(args: list[str] | None = None) -> None:
     if args[:1] == ["train"]:
         train_main(args[1:])
         return
-    from seqjepa.train import TrainConfig
-
-    table = jobs()
-    config = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainConfig} | {name: cls for name, (cls, _) in table.items()},
-        prog="seqjepa-gym",
-        args=args,
-    )
-    for cls, run in table.values():
+    config = parse(args)
+    for cls, run in jobs().values():
         if isinstance(config, cls):
             run(config)
             return

@@ -38,7 +38,7 @@ from agents.representation import load_world_model
 from envs.object_scene import check_choice
 from experiments import collect
 from experiments.io import atomic_path
-from experiments.pipeline import EARLIER_RECIPE, PipelineConfig, train_method
+from experiments.pipeline import PipelineConfig, recipe_config, train_method
 from experiments.report import interval, machine, save_figure
 from seqjepa.rollouts import write_text_atomic
 
@@ -126,8 +126,8 @@ class ExploreConfig:
     glimpse_scene_size: int = 128
     """Side of the scene the glimpse world model trained here looks into (its glimpses are
     ``pipeline.image_size`` pixels)."""
-    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(**EARLIER_RECIPE))
-    """Data and recipe of the glimpse world model trained here (EARLIER_RECIPE: docs/agents.md's
+    pipeline: PipelineConfig = field(default_factory=lambda: recipe_config("earlier"))
+    """Data and recipe of the glimpse world model trained here (the earlier recipe: docs/agents.md's
     figures were measured with it)."""
     homing_policies: tuple[str, ...] = ("random", "dead-reckoning")
     """Non-learned homing policies (PPO is added)."""

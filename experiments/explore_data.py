@@ -25,12 +25,12 @@ from typing import Any
 
 from agents.ppo import AgentConfig, train_agent
 from experiments.pipeline import (
-    EARLIER_RECIPE,
     Job,
     PipelineConfig,
     Stages,
     collect_views,
     evaluate_checkpoint,
+    recipe_config,
     train_method,
 )
 from experiments.report import machine
@@ -54,8 +54,8 @@ class ExploreDataConfig:
     """Parent folder; the benchmark writes to <out>/explore-data-<timestamp>/."""
     resume_dir: str = ""
     """Continue an interrupted run in this folder (finished stages are reused)."""
-    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(**EARLIER_RECIPE))
-    """Data size, training recipe and probes (the demo's data; EARLIER_RECIPE's
+    pipeline: PipelineConfig = field(default_factory=lambda: recipe_config("earlier"))
+    """Data size, training recipe and probes (the demo's data; the earlier recipe's
     training, with which docs/agents.md's figures were measured)."""
     curiosity_steps: int = 12_000
     """PPO steps of the curiosity policy."""

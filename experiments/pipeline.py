@@ -109,7 +109,18 @@ class PipelineConfig:
     to keep two threads busy. The thread count changes the order of floating-point
     sums, so figures can differ in the last bits from a 1-process run."""
 
+    recipe: str = "current"
+    """Named defaults the other --pipeline flags override, whatever their order on the command
+    line: current (the values above) or earlier (sessions 2-10's: no colour augmentation, EMA
+    from 0.99, two aggregator layers with dropout 0.1, 5 targets, no prefix predictions;
+    docs/agents.md's figures and `make report-equivariance` use it). In Python, build one with
+    ``recipe_config(name, **overrides)``."""
+
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(
+                f"--pipeline.recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}"
+            )
         if self.targets < 1:  # refused before any collection or training
             raise ValueError(f"--pipeline.targets must be >= 1, got {self.targets}")
         if not self.relative_weight >= 0:
@@ -151,18 +162,28 @@ class PipelineConfig:
         )
 
 
-#: The recipe of sessions 2-10 (no colour augmentation, EMA from 0.99, the preset's two-layer
-#: aggregator with dropout 0.1, 5 targets, no prefix predictions): the explore benchmarks keep
-#: it, as docs/agents.md's figures were measured with it (so does `make report-equivariance`,
-#: through the Makefile's flags).
-EARLIER_RECIPE: dict[str, Any] = {
-    "augment": "none",
-    "ema_base": 0.99,
-    "layers": 2,
-    "dropout": 0.1,
-    "prefixes": False,
-    "targets": 5,
+#: Values each named recipe sets over PipelineConfig's defaults. "earlier" is the recipe of
+#: sessions 2-10 (no colour augmentation, EMA from 0.99, the preset's two-layer aggregator with
+#: dropout 0.1, 5 targets, no prefix predictions): the explore benchmarks keep it, as
+#: docs/agents.md's figures were measured with it, and so does `make report-equivariance`.
+RECIPES: dict[str, dict[str, Any]] = {
+    "current": {},
+    "earlier": {
+        "augment": "none",
+        "ema_base": 0.99,
+        "layers": 2,
+        "dropout": 0.1,
+        "prefixes": False,
+        "targets": 5,
+    },
 }
+
+
+def recipe_config(name: str, **overrides: Any) -> PipelineConfig:
+    """The PipelineConfig of recipe ``name`` with ``overrides`` (field names) on top."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown pipeline recipe {name!r}; known: {sorted(RECIPES)}")
+    return PipelineConfig(**{**RECIPES[name], **overrides, "recipe": name})
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import json
 import imageio.v3 as iio
 import pytest
 
-from experiments.cli import main
+from experiments.cli import main, parse
+from experiments.pipeline import RECIPES, PipelineConfig
 
 
 def test_help_lists_every_job(capsys):
@@ -16,6 +17,20 @@ def test_help_lists_every_job(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(job in out for job in ("demo", "bench", "collect", "train", "eval", "report"))
+
+
+@pytest.mark.parametrize("job", ["report", "demo", "explore-data"])
+def test_a_named_recipe_sets_defaults_that_the_other_flags_override_in_any_order(job):
+    config = parse([job, "--pipeline.targets", "4", "--pipeline.recipe", "earlier"])
+    earlier = RECIPES["earlier"]
+    assert config.pipeline.recipe == "earlier" and config.pipeline.targets == 4
+    assert {k: getattr(config.pipeline, k) for k in earlier if k != "targets"} == {
+        k: v for k, v in earlier.items() if k != "targets"
+    }
+    current = parse([job, "--pipeline.recipe=current"]).pipeline
+    assert current == PipelineConfig() != config.pipeline
+    with pytest.raises(ValueError, match="unknown pipeline recipe 'later'"):
+        parse([job, "--pipeline.recipe", "later"])
 
 
 def test_demo_runs_the_pipeline_and_writes_every_artefact(tmp_path):
