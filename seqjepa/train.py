@@ -93,6 +93,11 @@ class TrainConfig:
     """Learning rate at the start of warm-up and at the end of the cosine."""
     weight_decay: float = 1e-3
     """AdamW weight decay, on parameters with >= 2 dimensions only."""
+    head_lr_scale: float = 1.0
+    """Learning rate of everything but the online encoder (action projector, [AGG] token,
+    aggregator, predictor; VICReg's projector), as a multiple of the encoder's (the
+    schedule's). The demo's recipe trains the encoder at twice its aggregator's rate
+    (experiments.pipeline.PipelineConfig.head_lr_scale)."""
     warmup_steps: int = 20
     """Linear warm-up steps."""
     ema_base: float = 0.996
@@ -171,11 +176,13 @@ def check_numbers(cfg: TrainConfig) -> None:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be an integer >= {least}, got {value!r}"
             )
-    for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "head_lr_scale"):
         value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
+        positive = name in ("lr", "head_lr_scale")
+        if not (math.isfinite(value) and value >= 0) or (positive and value == 0):
             raise ValueError(
-                f"--{name.replace('_', '-')} must be a finite number >= 0 (lr > 0), got {value}"
+                f"--{name.replace('_', '-')} must be a finite number "
+                f"{'> 0' if positive else '>= 0'}, got {value}"
             )
     if not 0 <= cfg.ema_base <= 1:
         raise ValueError(f"--ema-base must be in [0, 1], got {cfg.ema_base}")
@@ -200,17 +207,19 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: SeqJEPA, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=cfg.min_lr,
-    )
+    """AdamW over four groups: encoder or head (TrainConfig.head_lr_scale, kept in each group's
+    ``lr_scale``), each with weight decay on >= 2-d parameters only."""
+    groups = []
+    for in_encoder, lr_scale in ((True, 1.0), (False, cfg.head_lr_scale)):
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad and name.startswith("encoder.") == in_encoder:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        groups += [
+            {"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": lr_scale},
+            {"params": no_decay, "weight_decay": 0, "lr_scale": lr_scale},
+        ]
+    return torch.optim.AdamW(groups, lr=cfg.min_lr)
 
 
 def action_use_gap(model: SeqJEPA, extras: dict, actions: torch.Tensor) -> float:
@@ -455,6 +464,12 @@ def _resume(out: Path, cfg: TrainConfig, model: SeqJEPA, optimizer, rank: int) -
     if not same_run(config_from_dict(state["config"]), cfg):
         raise ValueError(f"{path}: saved for a different config; start a new --out")
     model.load_state_dict(state["model"])
+    if len(state["optimizer"]["param_groups"]) != len(optimizer.param_groups):
+        raise ValueError(  # before head_lr_scale the optimizer had two groups
+            f"{path}: saved by an older seqjepa-gym whose optimizer had "
+            f"{len(state['optimizer']['param_groups'])} parameter groups; it evaluates, but "
+            "cannot be resumed: start a new --out"
+        )
     optimizer.load_state_dict(state["optimizer"])
     start = int(state["step"])
     if rank == 0:
@@ -498,7 +513,7 @@ class _Run:
             actions = actions.to(self.device, non_blocking=True)
             lr = lr_at(step, cfg)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             self.optimizer.zero_grad(set_to_none=True)
             loss, extras, micro = self._backward(step, views, actions, labels, bf16)
             if cfg.grad_clip > 0:

@@ -26,6 +26,8 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         augment="hue",
         layers=3,
         dropout=0.2,
+        head_lr_scale=0.25,
+        predictor_hidden=48,
     )
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
@@ -51,8 +53,10 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
     }
     assert warmups == weighted  # the term's warm-up where there is a term
     # the aggregator's size and dropout reach every seq-JEPA model, over the preset's
-    aggregators = {(m["layers"], m["dropout"]) for m in models.values()}
-    assert aggregators == {(3, 0.2)}, aggregators
+    aggregators = {(m["layers"], m["dropout"], m["predictor_hidden"]) for m in models.values()}
+    assert aggregators == {(3, 0.2, 48)}, aggregators
+    configs = [json.loads(p.read_text()) for p in run_dir.glob("*/config.json")]
+    assert {(c["lr"], c["head_lr_scale"]) for c in configs} == {(TOY.lr, 0.25)}
     assert {m["prefixes"] for m in models.values()} == {True}  # the preset's is False
     encodings = {name: model["action_encoding"] for name, model in models.items()}
     assert set(encodings.values()) == {"matrix"}, encodings
@@ -72,6 +76,8 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         dataclasses.replace(TOY, layers=0)
     with pytest.raises(ValueError, match="dropout"):
         dataclasses.replace(TOY, dropout=1.0)
+    with pytest.raises(ValueError, match="head-lr-scale"):
+        dataclasses.replace(TOY, head_lr_scale=0.0)
     # a finished report continued: every training is reused, nothing retrains
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.rglob("checkpoint-*.pt")}
     benchmark.run(benchmark.ReportConfig(resume_dir=str(run_dir), pipeline=pipeline,

@@ -131,9 +131,10 @@ def test_schedule_and_weight_decay_groups():
     assert [relative_scale(t, ramp) for t in (0, 10, 40, 90)] == [0.0, 0.25, 1.0, 1.0]
     with pytest.raises(ValueError, match="relative-weight > 0"):  # nothing to ramp
         check_numbers(ramp)
-    groups = make_optimizer(SeqJEPA(TINY), cfg).param_groups
-    assert all(p.ndim >= 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.04
-    assert all(p.ndim < 2 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0
+    groups = make_optimizer(SeqJEPA(TINY), cfg).param_groups  # encoder, then the rest
+    for decay, no_decay in (groups[0:2], groups[2:4]):
+        assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.04
+        assert all(p.ndim < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -507,3 +508,26 @@ def test_tensorboard_logging_when_installed(rotate_data, tmp_path):
 def test_synthetic_training_for_throughput_checks(tmp_path):
     cfg = preset_config("tiny", synthetic=16, out=str(tmp_path), steps=2, batch_size=8)
     assert load_checkpoint(train(cfg))["config"]["synthetic"] == 16
+
+
+def test_the_head_learns_at_its_scale_of_the_encoders_rate(tmp_path):
+    cfg = preset_config("tiny", synthetic=16, out=str(tmp_path), steps=3, batch_size=8,
+                        head_lr_scale=0.25, stop_after=2)  # fmt: skip
+    path = train(cfg)
+    state = load_checkpoint(path)
+    groups = state["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 1.0, 0.25, 0.25]
+    last = lr_at(1, cfg)  # the rate of the last step taken
+    assert last > 0 and [g["lr"] for g in groups] == pytest.approx([last] * 2 + [last / 4] * 2)
+    encoder = len(list(SeqJEPA(cfg.model).encoder.parameters()))
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == encoder
+    with pytest.raises(ValueError, match="head-lr-scale"):
+        check_numbers(dataclasses.replace(cfg, head_lr_scale=0.0))
+    # a checkpoint of the older two-group optimizer evaluates but does not resume
+    state["optimizer"]["param_groups"] = [
+        {**groups[0], "params": groups[0]["params"] + groups[2]["params"]},
+        {**groups[1], "params": groups[1]["params"] + groups[3]["params"]},
+    ]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="older seqjepa-gym"):
+        train(dataclasses.replace(cfg, resume=True))
