@@ -96,7 +96,7 @@ class TrainConfig:
     head_lr_scale: float = 1.0
     """Learning rate of everything but the online encoder (action projector, [AGG] token,
     aggregator, predictor; VICReg's projector), as a multiple of the encoder's (the
-    schedule's). The demo's recipe trains the encoder at four times its aggregator's rate
+    schedule's). The demo's recipe trains the encoder at 16 times its aggregator's rate
     (experiments.pipeline.PipelineConfig.head_lr_scale)."""
     warmup_steps: int = 20
     """Linear warm-up steps."""
