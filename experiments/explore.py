@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +250,10 @@ def write_gif(
 def glimpse_model(cfg: ExploreConfig, out: Path) -> Path:
     """A `tiny` seq-JEPA trained on random saccades (the demo's recipe, window mode), for the
     glimpse recognition task: collected and trained here unless --glimpse-checkpoint is given
-    (a finished training in ``out`` is reused)."""
-    pipe = cfg.pipeline
+    (a finished training in ``out`` is reused). A glimpse's action is a 2-d displacement,
+    which has no rotation matrix: the model reads it as it is, whatever the recipe's
+    action_encoding."""
+    pipe = replace(cfg.pipeline, action_encoding="raw")
     env_kwargs = {
         "scene_size": cfg.glimpse_scene_size,
         "glimpse_size": pipe.image_size,
