@@ -106,13 +106,17 @@ class PipelineConfig:
     M_val = 5) for less equivariance (0.238, 0.169; docs/equivariance.md, session 16)."""
     relative_warmup: int = 0
     """Steps over which that term's weight ramps up from 0 (TrainConfig.relative_warmup)."""
-    action_encoding: str = "matrix"
+    action_encoding: str = "raw"
     """How the models read an action (ModelConfig.action_encoding): raw (the quaternion, the
     paper) or matrix (its rotation matrix, from which the relative-target term learned better
-    on the earlier recipe, session 10). On this recipe a seed-0 screen of quaternions with the
-    term matched the matrices' relative R^2 (0.274 against 0.273) with twice the path R^2
-    (0.355 against 0.150 at M = 3; docs/equivariance.md, session 16): the default stays what
-    the README's 3-seed report measured until a report of quaternions replaces it."""
+    on the earlier recipe, session 10). On this recipe, with the term, quaternions matched the
+    matrices' relative R^2 (seed-0 screens 0.274 against 0.273) with twice their path R^2
+    (0.355 against 0.150 at M = 3; docs/equivariance.md, session 16), so the recipe keeps the
+    paper's quaternions (session 17's report)."""
+    view_dropout: float = 0.0
+    """Probability that each observed training view of seq-JEPA is blanked
+    (ModelConfig.view_dropout), so that predicting past it takes the actions composed: a lever
+    for path integration that did not work (seed-0 screens, docs/equivariance.md, session 17)."""
     augment: str = "colour"
     """Colour augmentation of every training view (TrainConfig.augment: none, hue, colour).
     The procedural catalog's colours name no category, and without augmentation seq-JEPA
@@ -157,6 +161,8 @@ class PipelineConfig:
             raise ValueError(f"--pipeline.layers must be an integer >= 1, got {self.layers!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--pipeline.dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.view_dropout < 1:
+            raise ValueError(f"--pipeline.view-dropout must be in [0, 1), got {self.view_dropout}")
         check_augment(self.augment)
         if self.action_encoding not in ACTION_ENCODINGS:
             raise ValueError(
@@ -173,6 +179,8 @@ class PipelineConfig:
             options += f" (ramped up over {self.relative_warmup} steps)"
         if self.prefixes:
             options += ", every shorter context predicting its next view"
+        if self.view_dropout:
+            options += f", observed views blanked with probability {self.view_dropout:g}"
         if self.augment != "none":
             options += f", {self.augment} augmentation"
         return (
@@ -205,6 +213,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "predictor_hidden": 512,
         "relative_weight": 0.0,
         "action_encoding": "raw",
+        "view_dropout": 0.0,
     },
 }
 
@@ -365,6 +374,7 @@ def train_method(
             action_encoding=cfg.action_encoding,
             targets=targets,
             relative_weight=cfg.relative_weight if weighted else 0.0,
+            view_dropout=cfg.view_dropout,
         ),
         **overrides,
     )

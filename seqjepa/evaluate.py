@@ -34,7 +34,7 @@ from tqdm import tqdm
 from seqjepa.data import subset_actions
 from seqjepa.methods import build_model
 from seqjepa.metrics import effective_rank, geodesic_deg, r2_score
-from seqjepa.model import normalise_target
+from seqjepa.model import BLANK_LEVEL, normalise_target
 from seqjepa.probes import MLPProbeConfig, Samples, fit_linear_classifier, fit_mlp_regressor
 from seqjepa.rollouts import SPLITS, DatasetError, RolloutDataset, write_json_atomic
 from seqjepa.train import (
@@ -56,7 +56,6 @@ LATENT_NAMES = ("floor_hue", "light_theta", "light_phi", "light_hue")
 CIRCULAR_LATENTS = {"floor_hue": 1.0, "light_phi": 2 * np.pi, "light_hue": 1.0}
 #: The pose error's name: mean geodesic degrees, or mean distance in position units.
 ERROR_KEY = {"rotation": "geodesic_deg", "displacement": "error"}
-BLANK_LEVEL = 128  # a blank view is uniform mid-grey: no object, no scene
 
 
 @dataclass

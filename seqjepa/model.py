@@ -88,6 +88,16 @@ class ModelConfig:
     alone, which the plain loss lets the predictor ignore (docs/equivariance.md). A model
     without actions (use_actions False) makes K equal predictions and skips the term, so the
     no-action twin trains exactly as without it. An option for the equivariance study."""
+    view_dropout: float = 0.0
+    """Probability that each observed view of a training context is replaced by a blank view
+    (uniform grey, BLANK_LEVEL: the evaluation's "actions without views" input) before
+    encoding; targets stay real. Predicting past a blank view needs the actions since the
+    last seen one composed, the path integration that fully seen contexts never ask of z_AGG
+    (docs/equivariance.md). An option for the equivariance study."""
+
+
+#: The grey level of a blank view: no object, no scene (ModelConfig.view_dropout, evaluation).
+BLANK_LEVEL = 128
 
 
 class SeqJEPA(nn.Module):
@@ -104,6 +114,8 @@ class SeqJEPA(nn.Module):
                 f"mean of one target are zero); got {config.relative_weight} with "
                 f"targets={config.targets}"
             )
+        if not 0 <= config.view_dropout < 1:
+            raise ValueError(f"view_dropout must be in [0, 1), got {config.view_dropout}")
         self.encoder = ResNet(config.widths, config.depths, config.stem, config.pool_grid)
         self.target_encoder = copy.deepcopy(self.encoder)
         for p in self.target_encoder.parameters():
@@ -248,7 +260,7 @@ class SeqJEPA(nn.Module):
                 f"{tuple(views.shape)} and {tuple(actions.shape)}"
             )
         m = views.shape[1] - k
-        z_agg, z = self.aggregate(views[:, :m], actions[:, 1:m])
+        z_agg, z = self.aggregate(self._drop_views(views[:, :m]), actions[:, 1:m])
         prediction = self.predict_targets(z_agg, actions[:, m:])
         with torch.no_grad():
             target = self.encode(views[:, m:].flatten(0, 1), target=True).float()
@@ -276,6 +288,14 @@ class SeqJEPA(nn.Module):
             weight = relative_scale * self.config.relative_weight
             loss = loss + weight * (1 - relative).mean()
         return loss, extras
+
+    def _drop_views(self, views: torch.Tensor) -> torch.Tensor:
+        """``views`` (B, M, H, W, 3) with each replaced by a blank one with probability
+        view_dropout, in training only (torch's global generator draws it, as augmentation)."""
+        if not (self.training and self.config.view_dropout > 0):
+            return views
+        dropped = torch.rand(views.shape[:2], device=views.device) < self.config.view_dropout
+        return views.masked_fill(dropped[:, :, None, None, None], BLANK_LEVEL)
 
     def _prefix_cosines(
         self, z: torch.Tensor, next_views: torch.Tensor, transitions: torch.Tensor

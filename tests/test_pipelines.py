@@ -28,6 +28,7 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         dropout=0.2,
         head_lr_scale=0.25,
         predictor_hidden=48,
+        view_dropout=0.25,
     )
     cfg = benchmark.ReportConfig(out=str(tmp_path), pipeline=pipeline, seeds=(0, 1), m_tr=(1, 3, 2))
     run_dir = benchmark.run(cfg)
@@ -52,9 +53,12 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         if json.loads(path.read_text())["relative_warmup"]
     }
     assert warmups == weighted  # the term's warm-up where there is a term
-    # the aggregator's size and dropout reach every seq-JEPA model, over the preset's
-    aggregators = {(m["layers"], m["dropout"], m["predictor_hidden"]) for m in models.values()}
-    assert aggregators == {(3, 0.2, 48)}, aggregators
+    # the aggregator's size, dropouts and predictor reach every model, over the preset's
+    aggregators = {
+        (m["layers"], m["dropout"], m["predictor_hidden"], m["view_dropout"])
+        for m in models.values()
+    }
+    assert aggregators == {(3, 0.2, 48, 0.25)}, aggregators
     configs = [json.loads(p.read_text()) for p in run_dir.glob("*/config.json")]
     assert {(c["lr"], c["head_lr_scale"]) for c in configs} == {(TOY.lr, 0.25)}
     assert {m["prefixes"] for m in models.values()} == {True}  # the preset's is False
@@ -68,6 +72,8 @@ def test_report_runs_every_baseline_and_resumes(tmp_path):
         dataclasses.replace(TOY, relative_weight=float("nan"))
     with pytest.raises(ValueError, match="action-encoding"):
         dataclasses.replace(TOY, action_encoding="euler")
+    with pytest.raises(ValueError, match="view-dropout"):
+        dataclasses.replace(TOY, view_dropout=1.0)
     with pytest.raises(ValueError, match="relative-warmup"):
         dataclasses.replace(TOY, relative_warmup=TOY.steps + 1)
     with pytest.raises(ValueError, match="unknown augment"):

@@ -18,6 +18,7 @@ from experiments.collect import run as collect
 from seqjepa.augment import augment_views, hue_rotate
 from seqjepa.data import SequenceDataset, StepBatchSampler, relative_rotations, subset_actions
 from seqjepa.model import (
+    BLANK_LEVEL,
     ModelConfig,
     SeqJEPA,
     count_parameters,
@@ -290,6 +291,27 @@ def test_relative_target_term_scores_the_view_dependent_part_only():
         SeqJEPA(dataclasses.replace(TINY, relative_weight=0.5))
     with pytest.raises(ValueError, match="relative_weight"):
         SeqJEPA(dataclasses.replace(TINY, targets=3, relative_weight=float("nan")))
+
+
+def test_view_dropout_blanks_whole_observed_views_in_training_only():
+    torch.manual_seed(0)
+    seq, actions = views(64, 6), torch.randn(64, 6, 4)
+    model = SeqJEPA(dataclasses.replace(TINY, targets=2, view_dropout=0.5))
+    dropped = model._drop_views(seq[:, :4])
+    blank = (dropped == BLANK_LEVEL).flatten(2).all(-1)
+    kept = (dropped == seq[:, :4]).flatten(2).all(-1)
+    assert torch.all(blank ^ kept)  # each view is whole or blank, never partly
+    assert 0.4 < blank.float().mean() < 0.6
+    assert torch.equal(model.eval()._drop_views(seq), seq)
+    plain = SeqJEPA(dataclasses.replace(TINY, targets=2)).train()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, with_drop = model.train().loss(seq, actions)
+        _, without = plain.loss(seq, actions)
+    assert torch.equal(with_drop["target"], without["target"])  # targets stay real
+    assert not torch.allclose(with_drop["z"], without["z"])
+    with pytest.raises(ValueError, match="view_dropout"):
+        SeqJEPA(dataclasses.replace(TINY, view_dropout=1.0))
 
 
 def test_batch_order_depends_on_the_step_only():
