@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from experiments.io import atomic_path
-from seqjepa.evaluate import CONDITIONS, ERROR_KEY
+from seqjepa.evaluate import CONDITIONS, ERROR_KEY, FOREIGN
 from seqjepa.rollouts import write_text_atomic
 
 Metrics = dict[str, Any]
@@ -30,6 +30,7 @@ CONDITION_LABELS = {
     "views_actions": "views + actions",
     "views_only": "views only",
     "actions_only": "actions only",
+    FOREIGN: "actions + another episode's views",
 }
 
 
@@ -88,6 +89,11 @@ def main_table(runs: dict[str, Metrics]) -> str:
     return "\n".join(lines)
 
 
+def _conditions(run: Metrics) -> tuple[str, ...]:
+    """The three conditions, and the foreign-views control where it was evaluated."""
+    return (*CONDITIONS, *([FOREIGN] if FOREIGN in run["path_integration"] else []))
+
+
 def path_table(runs: dict[str, Metrics]) -> str:
     """Path-integration R^2 per method, condition and M_val."""
     ms = sorted(
@@ -96,7 +102,7 @@ def path_table(runs: dict[str, Metrics]) -> str:
     head = ["method", "condition"] + [f"M={m}" for m in ms]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in runs.items():
-        for condition in CONDITIONS:
+        for condition in _conditions(r):
             per_m = r["path_integration"].get(condition, {}).get("per_m", {})
             cells = [_fmt(per_m.get(str(m), {}).get("r2")) for m in ms]
             lines.append("| " + " | ".join([name, CONDITION_LABELS[condition], *cells]) + " |")
@@ -124,7 +130,7 @@ def plot_paths(runs: dict[str, Metrics], path: Path) -> None:
     """Path-integration R^2 against M_val: one panel per model, one line per condition."""
     fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.2), squeeze=False)
     for ax, (name, r) in zip(axes[0], runs.items(), strict=True):
-        for condition in CONDITIONS:
+        for condition in _conditions(r):
             per_m = r["path_integration"].get(condition, {}).get("per_m", {})
             ms = sorted(int(m) for m in per_m)
             r2 = [per_m[str(m)]["r2"] for m in ms]

@@ -50,6 +50,8 @@ SCHEMA = "seqjepa-gym-metrics"
 SCHEMA_VERSION = 1
 #: The three path-integration conditions (ANCHORS.md).
 CONDITIONS = ("views_actions", "views_only", "actions_only")
+#: The optional control condition (EvalConfig.foreign_views): true actions, another episode's views.
+FOREIGN = "foreign_views"
 #: Scene latents (CONVENTIONS.md ``latents`` columns 3..6) probed from z where recorded.
 LATENT_NAMES = ("floor_hue", "light_theta", "light_phi", "light_hue")
 #: The circular ones and their periods (hues wrap at 1, the light's azimuth at 2 pi).
@@ -91,6 +93,11 @@ class EvalConfig:
     and the MLP probes; the aggregator, the linear probes and the action-use gap stay fp32."""
     seed: int = 0
     """Random encoder weights, held-out instances, pair sampling and probes."""
+    foreign_views: bool = False
+    """Also score path integration with each episode's true actions beside the next episode's
+    views (foreign_views). If that matches views + actions, the model's own views add no path
+    information; if both fall below actions only, views interfere with the actions
+    (docs/equivariance.md, session 16). One more MLP probe per model."""
 
 
 # -- the model
@@ -277,10 +284,35 @@ def extract_features(
                 conditions["actions_only"] = (blank.expand(len(z), m, -1), False)
             for name, (seen, blind) in conditions.items():
                 agg[name][m].append(model.aggregate_z(seen, moves, blind=blind).cpu())
-    return Features(
+    features = Features(
         z=torch.cat(zs),
         agg={c: {m: torch.cat(v) for m, v in d.items() if v} for c, d in agg.items()},
     )
+    if cfg.foreign_views and cfg.path_m_vals:
+        features.agg[FOREIGN] = foreign_aggregates(model, features.z, episodes, cfg, device)
+    return features
+
+
+def foreign_aggregates(
+    model: torch.nn.Module,
+    z: torch.Tensor,
+    episodes: Episodes,
+    cfg: EvalConfig,
+    device: torch.device,
+) -> dict[int, torch.Tensor]:
+    """z_AGG (E, d_model) per M of path_m_vals from episode e's transitions and episode e+1's
+    views (the last episode takes the first's): the set is rolled as a whole, so no episode
+    keeps its own views, whatever the batching."""
+    total = len(z)
+    other = torch.roll(torch.arange(total), -1)
+    agg: dict[int, list[torch.Tensor]] = {m: [] for m in cfg.path_m_vals}
+    for start in range(0, total, cfg.batch_size):
+        stop = min(start + cfg.batch_size, total)
+        transitions = torch.from_numpy(episodes.transitions[start:stop]).to(device)[:, 1:]
+        seen = z[other[start:stop]].to(device)
+        for m in cfg.path_m_vals:
+            agg[m].append(model.aggregate_z(seen[:, :m], transitions[:, : m - 1]).cpu())
+    return {m: torch.cat(v) for m, v in agg.items()}
 
 
 @torch.no_grad()
@@ -483,7 +515,7 @@ def path_integration(features: Features, path: Callable[[str], Any]) -> dict[str
     model's z_AGG ignores the actions (the no-action twin, VICReg's mean): the same inputs
     would fit the same probe again, a sixth of an evaluation's time."""
     results = {}
-    for condition in CONDITIONS:
+    for condition in (*CONDITIONS, *([FOREIGN] if FOREIGN in features.agg else [])):
         same = condition == "views_only" and all(
             torch.equal(features.agg["views_actions"][m], z_agg)
             for m, z_agg in features.agg["views_only"].items()

@@ -18,9 +18,13 @@ from experiments.collect import CollectConfig
 from experiments.collect import run as collect
 from seqjepa.data import SequenceDataset
 from seqjepa.evaluate import (
+    FOREIGN,
     EvalConfig,
     absolute_pose,
     evaluate,
+    foreign_aggregates,
+    load_episodes,
+    load_model,
     recalibrate_batchnorm,
     relative_pose,
 )
@@ -190,12 +194,13 @@ def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
     checkpoint = train(dataclasses.replace(cfg, model=model))
     logged = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert -1 <= logged[-1]["relative_cosine"] <= 1
-    metrics = small_eval(checkpoint, eval_data, tmp_path / "eval")
+    metrics = small_eval(checkpoint, eval_data, tmp_path / "eval", foreign_views=True)
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     jsonschema.validate(written, SCHEMA)
     assert written == json.loads(json.dumps(metrics))
     assert set(written["classification"]["aggregate"]) == {"1", "2", "3"}
-    assert set(written["path_integration"]["actions_only"]["per_m"]) == {"2", "3"}
+    for condition in ("actions_only", FOREIGN):
+        assert set(written["path_integration"][condition]["per_m"]) == {"2", "3"}
     assert written["model"]["step"] == 4 and written["action_use"] is not None
     assert written["model"]["targets"] == 3
     data = written["data"]
@@ -205,6 +210,32 @@ def test_collect_train_eval_writes_a_valid_metrics_json(eval_data, tmp_path):
     jsonschema.validate(json.loads(json.dumps(random)), SCHEMA)
     assert random["model"]["method"] == "random-encoder" and random["model"]["step"] == 0
     assert math.isfinite(random["effective_rank"]["value"])
+
+
+@pytest.mark.filterwarnings("ignore:representation collapse")  # a 1-step training
+def test_foreign_views_pair_each_episodes_actions_with_the_next_episodes_views(eval_data, tmp_path):
+    cfg = preset_config("tiny", data=str(eval_data), out=str(tmp_path / "run"), steps=1,
+                        batch_size=8, views=3)  # fmt: skip
+    train(cfg)
+    # batches of 16 over 60 episodes: the roll must cross batch boundaries and wrap around
+    ecfg = EvalConfig(checkpoint=cfg.out, data=str(eval_data), path_m_vals=(2, 3), m_vals=(1,),
+                      batch_size=16, foreign_views=True)  # fmt: skip
+    model, train_cfg, _ = load_model(ecfg)
+    model.eval()
+    episodes = load_episodes(RolloutDataset(eval_data), 3, train_cfg)
+    # distinct views per episode (a 1-step model's z barely differ from one view to the next)
+    z = torch.randn(len(episodes.views), 3, model.z_dim, generator=torch.Generator().manual_seed(0))
+    foreign = foreign_aggregates(model, z, episodes, ecfg, torch.device("cpu"))
+    transitions = torch.from_numpy(episodes.transitions)[:, 1:]
+    total = len(z)
+    with torch.no_grad():
+        for e in (0, 15, 16, total - 1):
+            for m in (2, 3):
+                moves = transitions[e : e + 1, : m - 1]
+                expected = model.aggregate_z(z[(e + 1) % total][None, :m], moves)[0]
+                own = model.aggregate_z(z[e][None, :m], moves)[0]
+                assert torch.allclose(foreign[m][e], expected, atol=1e-5)
+                assert not torch.allclose(foreign[m][e], own, atol=1e-3)
 
 
 @pytest.mark.filterwarnings("ignore:representation collapse")  # a 1-step training
