@@ -293,6 +293,7 @@ def extract_features(
     return features
 
 
+@torch.no_grad()
 def foreign_aggregates(
     model: torch.nn.Module,
     z: torch.Tensor,
